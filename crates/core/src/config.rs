@@ -1,0 +1,503 @@
+//! Configuration: serde structs read from TOML or JSON, validated with
+//! messages that name the bad key and value.
+//!
+//! Common keys are typed here; each provider's own section (`[openai]`,
+//! `[ollama]`, `[mock]`, ...) is kept untyped and parsed by that provider
+//! with [`Config::provider_section`].
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+
+/// The environment variables [`Config::apply_env`] reads.
+pub const ENV_PROVIDER: &str = "EMBEDDINGS_PROVIDER";
+/// Model override from the environment.
+pub const ENV_MODEL: &str = "EMBEDDINGS_MODEL";
+/// Dimension override from the environment.
+pub const ENV_DIMENSIONS: &str = "EMBEDDINGS_DIMENSIONS";
+
+/// What to do with an input longer than the provider's `max_input_tokens`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OverLengthPolicy {
+    /// Fail the call with an error that names the input's index.
+    #[default]
+    Error,
+    /// Keep the first `max_input_tokens` tokens.
+    Truncate,
+    /// Split by tokens, embed the pieces, average them weighted by token
+    /// count, and renormalise.
+    Chunk,
+}
+
+/// The batch layer: splitting, over-long inputs, concurrency of sub-batches.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BatchConfig {
+    /// Whether the layer is applied.
+    pub enabled: bool,
+    /// Lowers the provider's `max_batch_size` (never raises it).
+    pub max_batch_size: Option<usize>,
+    /// Lowers the provider's `max_batch_tokens` (never raises it).
+    pub max_batch_tokens: Option<usize>,
+    /// Sub-batches of one call run at most this many at a time.
+    pub concurrency: usize,
+    /// What to do with over-long inputs.
+    pub over_length: OverLengthPolicy,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            enabled: true,
+            max_batch_size: None,
+            max_batch_tokens: None,
+            concurrency: 4,
+            over_length: OverLengthPolicy::Error,
+        }
+    }
+}
+
+/// The retry layer: exponential backoff with jitter.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Whether the layer is applied.
+    pub enabled: bool,
+    /// Retries after the first attempt (so `max_retries + 1` attempts at most).
+    pub max_retries: u32,
+    /// The first wait.
+    #[serde(with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    /// The longest wait between two attempts.
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// Give up once this much time has passed since the first attempt.
+    #[serde(with = "humantime_serde")]
+    pub max_elapsed: Duration,
+    /// The longest server-requested `retry-after` that is honoured.
+    #[serde(with = "humantime_serde")]
+    pub max_retry_after: Duration,
+    /// Randomise waits to avoid synchronised retries.
+    pub jitter: bool,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            enabled: true,
+            max_retries: 2,
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(8),
+            max_elapsed: Duration::from_secs(120),
+            max_retry_after: Duration::from_secs(60),
+            jitter: true,
+        }
+    }
+}
+
+/// The rate-limit layer: requests and tokens per minute, shared by clones.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Requests per minute (none = unlimited).
+    pub requests_per_minute: Option<u32>,
+    /// Tokens per minute (none = unlimited).
+    pub tokens_per_minute: Option<u32>,
+    /// Slow down when the server's `x-ratelimit-remaining-*` headers say the
+    /// budget is nearly spent.
+    pub adaptive: bool,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            requests_per_minute: None,
+            tokens_per_minute: None,
+            adaptive: true,
+        }
+    }
+}
+
+/// The concurrency layer: a bound on requests in flight, shared by clones.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConcurrencyConfig {
+    /// Most requests in flight at once (none = unbounded).
+    pub max_in_flight: Option<usize>,
+}
+
+impl Default for ConcurrencyConfig {
+    fn default() -> Self {
+        ConcurrencyConfig {
+            max_in_flight: Some(16),
+        }
+    }
+}
+
+/// The timeout layer: a deadline per attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimeoutConfig {
+    /// Deadline of one attempt (none = no deadline).
+    #[serde(with = "humantime_serde")]
+    pub per_attempt: Option<Duration>,
+}
+
+impl Default for TimeoutConfig {
+    fn default() -> Self {
+        TimeoutConfig {
+            per_attempt: Some(Duration::from_secs(60)),
+        }
+    }
+}
+
+fn default_provider() -> String {
+    "mock".to_owned()
+}
+
+/// The library's configuration.
+///
+/// ```toml
+/// provider = "mock"          # a registered provider name
+/// model = "mock"             # default: the provider's
+/// dimensions = 256           # default: the model's
+/// # base_url = "http://127.0.0.1:8080/v1"
+/// # api_key = "..."          # default: the provider's env var
+///
+/// [batch]
+/// max_batch_size = 512
+/// concurrency = 4
+/// over_length = "error"      # error | truncate | chunk
+///
+/// [retry]
+/// max_retries = 2
+/// initial_backoff = "500ms"
+///
+/// [rate_limit]
+/// tokens_per_minute = 1000000
+///
+/// [mock]                     # the provider's own section
+/// latency = "5ms"
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    /// Registered provider name (case-insensitive). Default `"mock"`.
+    #[serde(default = "default_provider")]
+    pub provider: String,
+    /// Model name; the provider's default when absent.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Output dimension; the model's when absent.
+    #[serde(default)]
+    pub dimensions: Option<usize>,
+    /// Provider endpoint.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// API key; providers fall back to their own environment variable.
+    #[serde(default)]
+    pub api_key: Option<SecretString>,
+    /// Batch layer settings.
+    #[serde(default)]
+    pub batch: BatchConfig,
+    /// Retry layer settings.
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// Rate-limit layer settings.
+    #[serde(default)]
+    pub rate_limit: RateLimitConfig,
+    /// Concurrency layer settings.
+    #[serde(default)]
+    pub concurrency: ConcurrencyConfig,
+    /// Timeout layer settings.
+    #[serde(default)]
+    pub timeout: TimeoutConfig,
+    /// Provider sections (`[openai]`, `[ollama]`, ...), parsed by their provider.
+    #[serde(flatten)]
+    pub providers: BTreeMap<String, serde_json::Value>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            provider: default_provider(),
+            model: None,
+            dimensions: None,
+            base_url: None,
+            api_key: None,
+            batch: BatchConfig::default(),
+            retry: RetryConfig::default(),
+            rate_limit: RateLimitConfig::default(),
+            concurrency: ConcurrencyConfig::default(),
+            timeout: TimeoutConfig::default(),
+            providers: BTreeMap::new(),
+        }
+    }
+}
+
+impl Config {
+    /// The default configuration for `provider`.
+    pub fn for_provider(provider: impl Into<String>) -> Self {
+        Config {
+            provider: provider.into(),
+            ..Config::default()
+        }
+    }
+
+    /// Parses TOML and validates.
+    pub fn from_toml_str(text: &str) -> Result<Self> {
+        let c: Config = toml::from_str(text)
+            .map_err(|e| Error::config(format!("invalid TOML config: {}", e.message().trim())))?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Parses JSON and validates.
+    pub fn from_json_str(text: &str) -> Result<Self> {
+        let c: Config = serde_json::from_str(text)
+            .map_err(|e| Error::config(format!("invalid JSON config: {e}")))?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Reads a file: JSON when its extension is `.json`, TOML otherwise.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::config(format!("cannot read config file {}: {e}", path.display())).with_source(e)
+        })?;
+        let parsed = if path
+            .extension()
+            .is_some_and(|x| x.eq_ignore_ascii_case("json"))
+        {
+            Config::from_json_str(&text)
+        } else {
+            Config::from_toml_str(&text)
+        };
+        parsed.map_err(|e| {
+            let msg = format!("{}: {}", path.display(), e.message());
+            e.with_message(msg)
+        })
+    }
+
+    /// The default configuration overlaid with the environment
+    /// (`EMBEDDINGS_PROVIDER`, `EMBEDDINGS_MODEL`, `EMBEDDINGS_DIMENSIONS`).
+    pub fn from_env() -> Result<Self> {
+        let mut c = Config::default();
+        c.apply_env()?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Overlays the `EMBEDDINGS_*` environment variables that are set.
+    pub fn apply_env(&mut self) -> Result<()> {
+        if let Some(p) = env_nonempty(ENV_PROVIDER) {
+            self.provider = p;
+        }
+        if let Some(m) = env_nonempty(ENV_MODEL) {
+            self.model = Some(m);
+        }
+        if let Some(d) = env_nonempty(ENV_DIMENSIONS) {
+            let n = d.parse::<usize>().map_err(|_| {
+                Error::config(format!(
+                    "{ENV_DIMENSIONS} = {d:?}: expected a positive integer"
+                ))
+            })?;
+            self.dimensions = Some(n);
+        }
+        Ok(())
+    }
+
+    /// Checks every value; the error names the key and the bad value.
+    pub fn validate(&self) -> Result<()> {
+        fn positive(key: &str, v: Option<usize>) -> Result<()> {
+            match v {
+                Some(0) => Err(Error::config(format!("`{key}` = 0: must be at least 1"))),
+                _ => Ok(()),
+            }
+        }
+        if self.provider.trim().is_empty() {
+            return Err(Error::config("`provider` = \"\": must name a provider"));
+        }
+        if let Some(m) = &self.model {
+            if m.trim().is_empty() {
+                return Err(Error::config("`model` = \"\": must not be empty"));
+            }
+        }
+        positive("dimensions", self.dimensions)?;
+        if let Some(u) = &self.base_url {
+            if u.trim().is_empty() {
+                return Err(Error::config("`base_url` = \"\": must not be empty"));
+            }
+        }
+        positive("batch.max_batch_size", self.batch.max_batch_size)?;
+        positive("batch.max_batch_tokens", self.batch.max_batch_tokens)?;
+        positive("batch.concurrency", Some(self.batch.concurrency))?;
+        positive("concurrency.max_in_flight", self.concurrency.max_in_flight)?;
+        positive(
+            "rate_limit.requests_per_minute",
+            self.rate_limit.requests_per_minute.map(|v| v as usize),
+        )?;
+        positive(
+            "rate_limit.tokens_per_minute",
+            self.rate_limit.tokens_per_minute.map(|v| v as usize),
+        )?;
+        if self.retry.max_backoff < self.retry.initial_backoff {
+            return Err(Error::config(format!(
+                "`retry.max_backoff` = {:?}: must not be shorter than `retry.initial_backoff` = {:?}",
+                self.retry.max_backoff, self.retry.initial_backoff
+            )));
+        }
+        if self.timeout.per_attempt == Some(Duration::ZERO) {
+            return Err(Error::config(
+                "`timeout.per_attempt` = 0s: must be longer than zero (leave it out for no deadline)",
+            ));
+        }
+        for (key, value) in &self.providers {
+            if crate::registry::find(key).is_err() {
+                let names: Vec<_> = crate::registry::registered()
+                    .iter()
+                    .map(|r| r.name)
+                    .collect();
+                return Err(Error::config(format!(
+                    "unknown config key `{key}` (known keys: provider, model, dimensions, base_url, \
+                     api_key, batch, retry, rate_limit, concurrency, timeout, and a section per \
+                     registered provider: {})",
+                    names.join(", ")
+                )));
+            }
+            if !value.is_object() {
+                return Err(Error::config(format!(
+                    "`{key}` = {value}: must be a table of {key} settings"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Parses the provider's own section (`[name]`), or `T::default()` when
+    /// absent. Unknown keys in the section are an error that names them.
+    pub fn provider_section<T: DeserializeOwned + Default>(&self, name: &str) -> Result<T> {
+        let found = self
+            .providers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name));
+        match found {
+            None => Ok(T::default()),
+            Some((key, value)) => {
+                T::deserialize(value).map_err(|e| Error::config(format!("in section [{key}]: {e}")))
+            }
+        }
+    }
+}
+
+fn env_nonempty(key: &str) -> Option<String> {
+    std::env::var(key).ok().filter(|v| !v.trim().is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = Config::from_toml_str("").unwrap();
+        assert_eq!(c.provider, "mock");
+        assert_eq!(c.retry.max_retries, 2);
+        assert_eq!(c.retry.initial_backoff, Duration::from_millis(500));
+        assert_eq!(c.retry.max_backoff, Duration::from_secs(8));
+        assert_eq!(c.timeout.per_attempt, Some(Duration::from_secs(60)));
+        assert!(c.batch.enabled);
+    }
+
+    #[test]
+    fn toml_and_json_give_the_same_config() {
+        let t = Config::from_toml_str(
+            "provider = \"mock\"\nmodel = \"m\"\ndimensions = 8\n[retry]\nmax_retries = 5\ninitial_backoff = \"100ms\"\n[batch]\nover_length = \"chunk\"\n",
+        )
+        .unwrap();
+        let j = Config::from_json_str(
+            r#"{"provider":"mock","model":"m","dimensions":8,"retry":{"max_retries":5,"initial_backoff":"100ms"},"batch":{"over_length":"chunk"}}"#,
+        )
+        .unwrap();
+        for c in [&t, &j] {
+            assert_eq!(c.model.as_deref(), Some("m"));
+            assert_eq!(c.dimensions, Some(8));
+            assert_eq!(c.retry.max_retries, 5);
+            assert_eq!(c.retry.initial_backoff, Duration::from_millis(100));
+            assert_eq!(c.batch.over_length, OverLengthPolicy::Chunk);
+        }
+    }
+
+    #[test]
+    fn dimension_zero_names_key_and_value() {
+        let e = Config::from_toml_str("dimensions = 0").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidConfig);
+        assert!(e.to_string().contains("`dimensions` = 0"), "{e}");
+    }
+
+    #[test]
+    fn unknown_top_level_key_is_named() {
+        let e = Config::from_toml_str("modle = \"x\"").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidConfig);
+        assert!(e.to_string().contains("unknown config key `modle`"), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_in_typed_section_is_named() {
+        let e = Config::from_toml_str("[retry]\nmax_retrys = 3").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidConfig);
+        assert!(e.to_string().contains("max_retrys"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_reported() {
+        let e = Config::from_toml_str("dimensions = \"many\"").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidConfig);
+        assert!(e.to_string().contains("many"), "{e}");
+        let e = Config::from_json_str("{not json").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidConfig);
+    }
+
+    #[test]
+    fn bad_layer_values_are_named() {
+        for (text, key) in [
+            ("[batch]\nconcurrency = 0", "batch.concurrency"),
+            ("[batch]\nmax_batch_size = 0", "batch.max_batch_size"),
+            (
+                "[rate_limit]\ntokens_per_minute = 0",
+                "rate_limit.tokens_per_minute",
+            ),
+            (
+                "[retry]\ninitial_backoff = \"10s\"\nmax_backoff = \"1s\"",
+                "retry.max_backoff",
+            ),
+            ("[timeout]\nper_attempt = \"0s\"", "timeout.per_attempt"),
+            ("model = \"\"", "model"),
+        ] {
+            let e = Config::from_toml_str(text).unwrap_err();
+            assert!(e.to_string().contains(key), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn api_key_is_redacted_in_debug() {
+        let c = Config::from_toml_str("api_key = \"sk-very-secret\"").unwrap();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("sk-very-secret"), "{dbg}");
+    }
+
+    #[test]
+    fn missing_file_is_a_config_error_naming_the_path() {
+        let e = Config::from_file("/definitely/not/here.toml").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidConfig);
+        assert!(e.to_string().contains("/definitely/not/here.toml"), "{e}");
+    }
+}
