@@ -34,3 +34,5 @@ pub use async_trait::async_trait;
 pub use inventory;
 /// Re-exported for API keys held in configuration.
 pub use secrecy::{ExposeSecret, SecretString};
+/// JSON values, as held in the untyped provider sections of [`Config`].
+pub use serde_json::Value as JsonValue;
