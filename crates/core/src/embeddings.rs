@@ -19,6 +19,25 @@ impl Usage {
     }
 }
 
+/// The provider's rate-limit budget as its answer reported it
+/// (OpenAI's `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` headers).
+/// The rate-limit layer slows down when the remaining budget runs low.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateLimitSnapshot {
+    /// Requests allowed per window.
+    pub limit_requests: Option<u64>,
+    /// Requests left in the current window.
+    pub remaining_requests: Option<u64>,
+    /// Time until the request budget is full again.
+    pub reset_requests: Option<std::time::Duration>,
+    /// Tokens allowed per window.
+    pub limit_tokens: Option<u64>,
+    /// Tokens left in the current window.
+    pub remaining_tokens: Option<u64>,
+    /// Time until the token budget is full again.
+    pub reset_tokens: Option<std::time::Duration>,
+}
+
 /// The vectors of one batch: `len()` rows of `dim()` floats in one `Vec<f32>`.
 ///
 /// Row `i` always belongs to input `i`. One allocation per batch, not one per
@@ -36,6 +55,7 @@ pub struct Embeddings {
     dim: usize,
     rows: usize,
     usage: Option<Usage>,
+    rate_limits: Option<RateLimitSnapshot>,
 }
 
 impl Embeddings {
@@ -46,6 +66,7 @@ impl Embeddings {
             dim,
             rows: 0,
             usage: None,
+            rate_limits: None,
         }
     }
 
@@ -70,6 +91,7 @@ impl Embeddings {
             dim,
             rows,
             usage: None,
+            rate_limits: None,
         })
     }
 
@@ -80,6 +102,7 @@ impl Embeddings {
             dim,
             rows,
             usage: None,
+            rate_limits: None,
         }
     }
 
@@ -200,6 +223,16 @@ impl Embeddings {
     pub fn with_usage(mut self, usage: Usage) -> Self {
         self.usage = Some(usage);
         self
+    }
+
+    /// The rate-limit budget the provider reported with this answer, when it did.
+    pub fn rate_limits(&self) -> Option<&RateLimitSnapshot> {
+        self.rate_limits.as_ref()
+    }
+
+    /// Records the rate-limit budget reported with this answer.
+    pub fn set_rate_limits(&mut self, snapshot: Option<RateLimitSnapshot>) {
+        self.rate_limits = snapshot;
     }
 
     /// Appends the rows of `other` (same dimension), summing usage.

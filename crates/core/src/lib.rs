@@ -23,7 +23,7 @@ pub use crate::config::{
     OverLengthPolicy, RateLimitConfig, RetryConfig, TimeoutConfig,
 };
 pub use crate::embedder::{Embedder, EmbedderExt, ProviderInfo, estimate_tokens};
-pub use crate::embeddings::{Embeddings, Rows, Usage};
+pub use crate::embeddings::{Embeddings, RateLimitSnapshot, Rows, Usage};
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::registry::{ProviderRegistration, registered};
 
