@@ -172,3 +172,8 @@ impl EmbedderBuilder {
         from_config(&self.config)
     }
 }
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
