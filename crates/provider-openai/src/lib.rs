@@ -1,1 +1,643 @@
-//! OpenAI `/v1/embeddings` provider. Built in its own issue; this crate is a placeholder.
+//! The OpenAI `/v1/embeddings` provider, registered as `openai`: OpenAI
+//! itself, Azure OpenAI, and every OpenAI-compatible server (vLLM, TEI,
+//! LM Studio, Ollama's `/v1`, the testkit's fake server, ...).
+//!
+//! * One `POST {base_url}/embeddings` per call: never a retry, a sleep or a
+//!   split batch (the layers of the `embeddings` crate do that).
+//! * `encoding_format: "base64"` by default, decoded straight into the
+//!   batch's contiguous buffer ([`decode`]); `"float"` for servers without base64.
+//! * The key is a [`SecretString`]: never in a log line, an error or `Debug`.
+//! * Typed errors ([`parse_error`]), rate-limit headers on every result
+//!   ([`Embeddings::rate_limits`]), `cl100k_base` token counts for the layers.
+//!
+//! ```no_run
+//! # async fn demo() -> embeddings_core::Result<()> {
+//! use embeddings_core::{Config, Embedder};
+//! use embeddings_openai::OpenAiEmbedder;
+//!
+//! // Reads OPENAI_API_KEY (and OPENAI_BASE_URL) when the config has none.
+//! let config = Config::from_toml_str(r#"
+//!     provider = "openai"
+//!     model = "text-embedding-3-small"
+//!     dimensions = 512
+//!     [openai]
+//!     encoding_format = "base64"
+//! "#)?;
+//! let openai = OpenAiEmbedder::from_config(&config)?;
+//! let rows = openai.embed_documents(&["hello", "world"]).await?;
+//! assert_eq!(rows.dim(), 512);
+//! # Ok(()) }
+//! ```
+//!
+//! The `[openai]` section ([`OpenAiSection`]):
+//!
+//! ```toml
+//! [openai]
+//! encoding_format = "base64"     # or "float"
+//! organization = "org-..."       # OpenAI-Organization header
+//! project = "proj_..."           # OpenAI-Project header
+//! user = "end-user-42"           # sent as `user`
+//! connect_timeout = "10s"
+//! request_timeout = "60s"        # whole request; default none (the timeout layer)
+//! max_batch_size = 2048          # limits for compatible servers
+//! max_input_tokens = 8192
+//! max_batch_tokens = 300000
+//! normalized = true              # whether the server returns unit vectors
+//! [openai.headers]               # extra headers, sent as given (never logged)
+//! "X-Gateway" = "team-a"
+//! [openai.azure]                 # Azure OpenAI: api-key header, deployment URL
+//! endpoint = "https://my-resource.openai.azure.com"  # default: base_url
+//! deployment = "my-embedding"    # default: the model
+//! api_version = "2024-10-21"
+//! ```
+//!
+//! [`Embeddings::rate_limits`]: embeddings_core::Embeddings::rate_limits
+
+pub mod decode;
+mod errors;
+mod tokens;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use embeddings_core::registry::ProviderRegistration;
+use embeddings_core::{
+    Config, Embedder, Embeddings, Error, ExposeSecret, ProviderInfo, Result, SecretString,
+    async_trait,
+};
+use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
+use serde::Deserialize;
+
+pub use crate::decode::EncodingFormat;
+pub use crate::errors::{
+    MAX_EXCERPT, excerpt, parse_error, parse_reset, rate_limit_snapshot, retry_after,
+    transport_error,
+};
+pub use crate::tokens::{count_tokens, split_tokens};
+
+/// The registered name.
+pub const NAME: &str = "openai";
+/// The default model.
+pub const DEFAULT_MODEL: &str = "text-embedding-3-small";
+/// The default base URL.
+pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+/// The default Azure OpenAI `api-version`.
+pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
+/// The API key's environment variable.
+pub const ENV_API_KEY: &str = "OPENAI_API_KEY";
+/// The base URL's environment variable.
+pub const ENV_BASE_URL: &str = "OPENAI_BASE_URL";
+/// Azure's API key variable (read in Azure mode, before `OPENAI_API_KEY`).
+pub const ENV_AZURE_API_KEY: &str = "AZURE_OPENAI_API_KEY";
+/// Azure's endpoint variable (read in Azure mode when no endpoint is configured).
+pub const ENV_AZURE_ENDPOINT: &str = "AZURE_OPENAI_ENDPOINT";
+/// The default connect timeout.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest error body read to build an error message.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// The native dimension of OpenAI's embedding models, `None` for others.
+pub fn known_dimension(model: &str) -> Option<usize> {
+    match model {
+        "text-embedding-3-small" => Some(1536),
+        "text-embedding-3-large" => Some(3072),
+        "text-embedding-ada-002" => Some(1536),
+        _ => None,
+    }
+}
+
+/// Whether the model accepts the `dimensions` parameter (all but ada-002).
+pub fn accepts_dimensions(model: &str) -> bool {
+    model != "text-embedding-ada-002"
+}
+
+/// Azure OpenAI settings: the `[openai.azure]` table. Its presence switches
+/// to Azure: the `api-key` header and
+/// `{endpoint}/openai/deployments/{deployment}/embeddings?api-version=...`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AzureSection {
+    /// `https://<resource>.openai.azure.com`; default: `base_url`, then
+    /// `AZURE_OPENAI_ENDPOINT`.
+    pub endpoint: Option<String>,
+    /// The deployment name; default: the model.
+    pub deployment: Option<String>,
+    /// The `api-version` query parameter; default [`DEFAULT_AZURE_API_VERSION`].
+    #[serde(alias = "api-version")]
+    pub api_version: Option<String>,
+}
+
+/// The provider's own configuration: the `[openai]` section.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpenAiSection {
+    /// `OpenAI-Organization` header.
+    pub organization: Option<String>,
+    /// `OpenAI-Project` header.
+    pub project: Option<String>,
+    /// Extra headers sent with every request (values are never logged).
+    pub headers: BTreeMap<String, String>,
+    /// `base64` (default) or `float`.
+    pub encoding_format: EncodingFormat,
+    /// The `user` field of requests.
+    pub user: Option<String>,
+    /// Azure OpenAI; see [`AzureSection`].
+    pub azure: Option<AzureSection>,
+    /// TCP/TLS connect timeout; default [`DEFAULT_CONNECT_TIMEOUT`].
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Option<Duration>,
+    /// Deadline of the whole request; default none (the timeout layer sets one).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Option<Duration>,
+    /// Most inputs per request (default 2048).
+    pub max_batch_size: Option<usize>,
+    /// Most tokens per input (default 8192).
+    pub max_input_tokens: Option<usize>,
+    /// Most tokens per request (default 300,000).
+    pub max_batch_tokens: Option<usize>,
+    /// Whether vectors come back unit-normalised (default true).
+    pub normalized: Option<bool>,
+}
+
+/// The OpenAI (and compatible) embedding provider.
+///
+/// `Debug` shows the endpoint, model and settings; never the key or the
+/// values of extra headers.
+pub struct OpenAiEmbedder {
+    info: ProviderInfo,
+    /// Set once the dimension of a model without a known one is learned.
+    learned: OnceLock<ProviderInfo>,
+    client: reqwest::Client,
+    url: reqwest::Url,
+    /// `url` for logs and messages (no credentials, no query values).
+    url_display: String,
+    /// `dimensions` as sent in requests.
+    send_dimensions: Option<usize>,
+    encoding_format: EncodingFormat,
+    user: Option<String>,
+    azure: bool,
+    api_key: Option<SecretString>,
+    header_names: Vec<String>,
+}
+
+impl fmt::Debug for OpenAiEmbedder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let info = self.info();
+        f.debug_struct("OpenAiEmbedder")
+            .field("url", &self.url_display)
+            .field("model", &info.model)
+            .field("dimension", &info.dimension)
+            .field("encoding_format", &self.encoding_format)
+            .field("azure", &self.azure)
+            .field(
+                "api_key",
+                &if self.api_key.is_some() {
+                    "[redacted]"
+                } else {
+                    "none"
+                },
+            )
+            .field("headers", &self.header_names)
+            .finish_non_exhaustive()
+    }
+}
+
+fn env_nonempty(key: &str) -> Option<String> {
+    std::env::var(key).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn config_err(message: impl Into<String>) -> Error {
+    Error::config(message).with_provider(NAME)
+}
+
+impl OpenAiEmbedder {
+    /// Builds from the common keys (`model`, `dimensions`, `base_url`,
+    /// `api_key`) and the `[openai]` section, with `OPENAI_API_KEY` and
+    /// `OPENAI_BASE_URL` as fallbacks (the config wins).
+    pub fn from_config(config: &Config) -> Result<Self> {
+        let section: OpenAiSection = config
+            .provider_section(NAME)
+            .map_err(|e| e.with_provider(NAME))?;
+        Self::with_section(config, section)
+    }
+
+    /// Like [`OpenAiEmbedder::from_config`] with an explicit `[openai]` section.
+    pub fn with_section(config: &Config, section: OpenAiSection) -> Result<Self> {
+        let model = config
+            .model
+            .clone()
+            .unwrap_or_else(|| DEFAULT_MODEL.to_owned());
+        if model.trim().is_empty() {
+            return Err(config_err("`model` must not be empty"));
+        }
+        let known = known_dimension(&model);
+        let send_dimensions = match (config.dimensions, known) {
+            (Some(0), _) => return Err(config_err("`dimensions` = 0: must be at least 1")),
+            (Some(d), Some(native)) if !accepts_dimensions(&model) => {
+                if d != native {
+                    return Err(config_err(format!(
+                        "`dimensions` = {d}: {model} always returns {native} dimensions and does not accept `dimensions`"
+                    )));
+                }
+                None
+            }
+            (Some(d), Some(native)) if d > native => {
+                return Err(config_err(format!(
+                    "`dimensions` = {d}: {model} returns at most {native} dimensions"
+                )));
+            }
+            (d, _) => d,
+        };
+        let dimension = config.dimensions.or(known).unwrap_or(0);
+
+        let mut info = ProviderInfo::new(NAME, model.clone(), dimension);
+        info.max_batch_size = 2048;
+        info.max_input_tokens = 8192;
+        info.max_batch_tokens = 300_000;
+        info.normalized = true;
+        for (key, v) in [
+            ("max_batch_size", section.max_batch_size),
+            ("max_input_tokens", section.max_input_tokens),
+            ("max_batch_tokens", section.max_batch_tokens),
+        ] {
+            if v == Some(0) {
+                return Err(config_err(format!(
+                    "`openai.{key}` = 0: must be at least 1"
+                )));
+            }
+        }
+        if let Some(n) = section.max_batch_size {
+            info.max_batch_size = n;
+        }
+        if let Some(n) = section.max_input_tokens {
+            info.max_input_tokens = n;
+        }
+        if let Some(n) = section.max_batch_tokens {
+            info.max_batch_tokens = n;
+        }
+        if let Some(n) = section.normalized {
+            info.normalized = n;
+        }
+
+        let azure = section.azure.is_some();
+        let api_key: Option<SecretString> = match &config.api_key {
+            Some(k) if !k.expose_secret().trim().is_empty() => Some(k.clone()),
+            _ => {
+                let from_env = if azure {
+                    env_nonempty(ENV_AZURE_API_KEY).or_else(|| env_nonempty(ENV_API_KEY))
+                } else {
+                    env_nonempty(ENV_API_KEY)
+                };
+                from_env.map(SecretString::from)
+            }
+        };
+
+        let url = match &section.azure {
+            None => {
+                let base = config
+                    .base_url
+                    .clone()
+                    .or_else(|| env_nonempty(ENV_BASE_URL))
+                    .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
+                let mut url = parse_url("base_url", &base)?;
+                push_path(&mut url, &["embeddings"]);
+                url
+            }
+            Some(az) => {
+                let endpoint = az
+                    .endpoint
+                    .clone()
+                    .or_else(|| config.base_url.clone())
+                    .or_else(|| env_nonempty(ENV_AZURE_ENDPOINT))
+                    .ok_or_else(|| {
+                        config_err(format!(
+                            "Azure OpenAI needs an endpoint: set `openai.azure.endpoint`, `base_url` or {ENV_AZURE_ENDPOINT}"
+                        ))
+                    })?;
+                let deployment = az.deployment.clone().unwrap_or_else(|| model.clone());
+                if deployment.trim().is_empty() {
+                    return Err(config_err("`openai.azure.deployment` must not be empty"));
+                }
+                let version = az
+                    .api_version
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.to_owned());
+                let mut url = parse_url("openai.azure.endpoint", &endpoint)?;
+                push_path(
+                    &mut url,
+                    &["openai", "deployments", &deployment, "embeddings"],
+                );
+                url.query_pairs_mut().append_pair("api-version", &version);
+                url
+            }
+        };
+        let url_display = errors::redact_url(&url);
+
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        let mut header_names = Vec::new();
+        for (name, value) in &section.headers {
+            let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                config_err(format!(
+                    "`openai.headers`: {name:?} is not a valid header name"
+                ))
+            })?;
+            let mut v = HeaderValue::from_str(value).map_err(|_| {
+                config_err(format!(
+                    "`openai.headers`: the value of {name:?} is not a valid header value"
+                ))
+            })?;
+            v.set_sensitive(true);
+            headers.insert(n, v);
+            header_names.push(name.clone());
+        }
+        let auth_header_given =
+            headers.contains_key(header::AUTHORIZATION) || headers.contains_key("api-key");
+        if let Some(org) = &section.organization {
+            headers.insert(
+                "openai-organization",
+                HeaderValue::from_str(org)
+                    .map_err(|_| config_err("`openai.organization` is not a valid header value"))?,
+            );
+        }
+        if let Some(p) = &section.project {
+            headers.insert(
+                "openai-project",
+                HeaderValue::from_str(p)
+                    .map_err(|_| config_err("`openai.project` is not a valid header value"))?,
+            );
+        }
+        match &api_key {
+            Some(key) => {
+                let (name, value) = if azure {
+                    (
+                        HeaderName::from_static("api-key"),
+                        key.expose_secret().to_owned(),
+                    )
+                } else {
+                    (
+                        header::AUTHORIZATION,
+                        format!("Bearer {}", key.expose_secret()),
+                    )
+                };
+                let mut v = HeaderValue::from_str(&value).map_err(|_| {
+                    config_err("the API key holds characters that cannot be sent in a header")
+                })?;
+                v.set_sensitive(true);
+                headers.insert(name, v);
+            }
+            None if azure && !auth_header_given => {
+                return Err(config_err(format!(
+                    "Azure OpenAI needs an API key: set `api_key` or {ENV_AZURE_API_KEY} \
+                     (or an `api-key`/`Authorization` header in `[openai.headers]`)"
+                )));
+            }
+            None if is_openai_host(&url) && !auth_header_given => {
+                return Err(config_err(format!(
+                    "no API key for {url_display}: set `api_key` in the config or the {ENV_API_KEY} environment variable"
+                )));
+            }
+            None => {}
+        }
+
+        let client = reqwest::Client::builder()
+            .default_headers(headers)
+            .user_agent(concat!("embeddings-rs/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(section.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT))
+            .retry(reqwest::retry::never());
+        let client = match section.request_timeout {
+            Some(t) => client.timeout(t),
+            None => client,
+        };
+        let client = client.build().map_err(|e| {
+            config_err(format!(
+                "cannot build the HTTP client: {}",
+                transport_error(&e)
+            ))
+        })?;
+
+        Ok(OpenAiEmbedder {
+            info,
+            learned: OnceLock::new(),
+            client,
+            url,
+            url_display,
+            send_dimensions,
+            encoding_format: section.encoding_format,
+            user: section.user,
+            azure,
+            api_key,
+            header_names,
+        })
+    }
+
+    /// The URL requests are sent to (without query values).
+    pub fn endpoint(&self) -> &str {
+        &self.url_display
+    }
+
+    /// The encoding asked of the server.
+    pub fn encoding_format(&self) -> EncodingFormat {
+        self.encoding_format
+    }
+
+    /// Whether this talks to Azure OpenAI.
+    pub fn is_azure(&self) -> bool {
+        self.azure
+    }
+
+    /// A provider error: names the provider, and never holds the key.
+    fn finish(&self, e: Error) -> Error {
+        let mut e = e.with_provider(NAME);
+        if let Some(key) = &self.api_key {
+            let key = key.expose_secret();
+            if !key.is_empty() && e.message().contains(key) {
+                let msg = e.message().replace(key, "[redacted]");
+                e = e.with_message(msg);
+            }
+        }
+        e
+    }
+
+    async fn post(&self, texts: &[&str]) -> Result<Embeddings> {
+        let rows = texts.len();
+        let dim = self.dimension();
+        if rows > self.info.max_batch_size {
+            return Err(Error::invalid_input(format!(
+                "{rows} inputs in one request; the limit is {} (the batch layer splits larger calls)",
+                self.info.max_batch_size
+            )));
+        }
+        let body = decode::encode_request(&decode::EmbeddingRequest {
+            model: &self.info.model,
+            input: texts,
+            encoding_format: self.encoding_format,
+            dimensions: self.send_dimensions,
+            user: self.user.as_deref(),
+        })?;
+        tracing::debug!(
+            target: "embeddings_openai",
+            url = %self.url_display,
+            model = %self.info.model,
+            inputs = rows,
+            request_bytes = body.len(),
+            encoding_format = %self.encoding_format,
+            "POST embeddings"
+        );
+        let mut resp = self
+            .client
+            .post(self.url.clone())
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| transport_error(&e))?;
+        let status = resp.status().as_u16();
+        let headers = std::mem::take(resp.headers_mut());
+        if !resp.status().is_success() {
+            let body = read_capped(resp, MAX_ERROR_BODY).await;
+            let err = parse_error(status, &headers, &body);
+            tracing::debug!(target: "embeddings_openai", status, kind = %err.kind(), "error answer");
+            return Err(err);
+        }
+        let limit = decode::max_response_len(rows, dim);
+        let body = read_limited(resp, limit, rows, dim).await?;
+        tracing::trace!(
+            target: "embeddings_openai",
+            status,
+            response_bytes = body.len(),
+            "answer received"
+        );
+        let mut out = decode::decode_response(&body, rows, dim)?;
+        if dim == 0 && out.dim() > 0 {
+            let mut learned = self.info.clone();
+            learned.dimension = out.dim();
+            let _ = self.learned.set(learned);
+        }
+        out.set_rate_limits(rate_limit_snapshot(&headers));
+        Ok(out)
+    }
+}
+
+fn parse_url(key: &str, value: &str) -> Result<reqwest::Url> {
+    let url = reqwest::Url::parse(value.trim()).map_err(|e| {
+        config_err(format!(
+            "`{key}` = {:?}: not a URL ({e})",
+            excerpt(value, 200)
+        ))
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() {
+        return Err(config_err(format!(
+            "`{key}` = {:?}: must be an http:// or https:// URL",
+            excerpt(value, 200)
+        )));
+    }
+    Ok(url)
+}
+
+fn push_path(url: &mut reqwest::Url, segments: &[&str]) {
+    if let Ok(mut p) = url.path_segments_mut() {
+        p.pop_if_empty().extend(segments);
+    }
+}
+
+fn is_openai_host(url: &reqwest::Url) -> bool {
+    url.host_str()
+        .is_some_and(|h| h == "openai.com" || h.ends_with(".openai.com"))
+}
+
+/// Reads at most `limit` bytes of an error body (what was read when the
+/// connection breaks): enough for a message, never unbounded.
+async fn read_capped(mut resp: reqwest::Response, limit: usize) -> Vec<u8> {
+    let mut buf = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        let room = limit - buf.len();
+        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if buf.len() >= limit {
+            break;
+        }
+    }
+    buf
+}
+
+/// Reads the body, refusing one longer than `limit` (by `Content-Length`
+/// up front, or as it streams in).
+async fn read_limited(
+    mut resp: reqwest::Response,
+    limit: usize,
+    rows: usize,
+    dim: usize,
+) -> Result<Vec<u8>> {
+    let too_large = |len: String| {
+        Error::invalid_response(format!(
+            "response body of {len} bytes is larger than {limit} bytes, the most {rows} vector{} of dimension {} can justify",
+            if rows == 1 { "" } else { "s" },
+            if dim == 0 {
+                "(unknown)".to_owned()
+            } else {
+                dim.to_string()
+            },
+        ))
+    };
+    if let Some(len) = resp.content_length() {
+        if len > limit as u64 {
+            return Err(too_large(len.to_string()));
+        }
+    }
+    let mut buf = Vec::with_capacity(resp.content_length().map_or(16 * 1024, |l| l as usize));
+    while let Some(chunk) = resp.chunk().await.map_err(|e| transport_error(&e))? {
+        if buf.len() + chunk.len() > limit {
+            return Err(too_large(format!("more than {limit}")));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf)
+}
+
+#[async_trait]
+impl Embedder for OpenAiEmbedder {
+    fn info(&self) -> &ProviderInfo {
+        self.learned.get().unwrap_or(&self.info)
+    }
+
+    async fn embed_documents(&self, texts: &[&str]) -> Result<Embeddings> {
+        if texts.is_empty() {
+            return Ok(Embeddings::empty(self.dimension()));
+        }
+        self.post(texts).await.map_err(|e| {
+            let e = self.finish(e);
+            tracing::debug!(target: "embeddings_openai", error = %e, "embeddings request failed");
+            e
+        })
+    }
+
+    /// Embeds a one-token text: proves the server, the key and the model.
+    async fn health_check(&self) -> Result<()> {
+        self.embed_documents(&["ping"]).await.map(|_| ())
+    }
+
+    fn count_tokens(&self, text: &str) -> usize {
+        tokens::count_tokens(text)
+    }
+
+    fn split_tokens<'a>(&self, text: &'a str, max_tokens: usize) -> Vec<&'a str> {
+        tokens::split_tokens(text, max_tokens)
+    }
+}
+
+fn build(config: &Config) -> Result<Arc<dyn Embedder>> {
+    Ok(Arc::new(OpenAiEmbedder::from_config(config)?))
+}
+
+embeddings_core::inventory::submit! {
+    ProviderRegistration {
+        name: NAME,
+        description: "OpenAI /v1/embeddings, Azure OpenAI and OpenAI-compatible servers (OPENAI_API_KEY, OPENAI_BASE_URL)",
+        build,
+    }
+}
