@@ -1,0 +1,262 @@
+//! The rate-limit layer: requests and tokens per minute (`governor`), shared
+//! by clones, and an adaptive pause from what the server reports.
+
+use std::fmt;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use embeddings_core::{
+    Embedder, Embeddings, ErrorKind, RateLimitConfig, RateLimitSnapshot, Result, async_trait,
+};
+use governor::clock::Clock;
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+
+use super::forward_sync;
+
+/// The longest pause the adaptive part imposes at once.
+const MAX_HOLD: Duration = Duration::from_secs(60);
+
+/// `governor`'s clock on `tokio::time`, so paused-time tests see it advance.
+#[derive(Debug, Clone, Copy)]
+struct TokioClock {
+    start: tokio::time::Instant,
+}
+
+impl Clock for TokioClock {
+    type Instant = Duration;
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+}
+
+type Limiter = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Duration>>;
+
+struct State {
+    clock: TokioClock,
+    requests: Option<Limiter>,
+    tokens: Option<(Limiter, NonZeroU32)>,
+    adaptive: bool,
+    /// No request starts before this (nanoseconds on `clock`; 0: none).
+    hold_until: AtomicU64,
+}
+
+impl fmt::Debug for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("State")
+            .field("requests", &self.requests.is_some())
+            .field("tokens", &self.tokens.as_ref().map(|t| t.1))
+            .field("adaptive", &self.adaptive)
+            .field("hold_until_ns", &self.hold_until.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+/// Keeps requests under `requests_per_minute` and `tokens_per_minute` (each
+/// optional), counting a request's tokens with
+/// [`count_tokens`](Embedder::count_tokens) before it is sent. Clones share
+/// one budget, so every task using the same embedder (or key) draws from it.
+///
+/// Limits are `governor` GCRA buckets whose burst is one minute's budget;
+/// a request larger than the whole token budget waits for a full bucket.
+///
+/// With `adaptive` on, it also slows down from what the server says: when an
+/// answer's [`RateLimitSnapshot`] shows the remaining requests or tokens
+/// below 5% of the window (or below this request's tokens), new requests wait
+/// until enough of the budget is back (estimated from the reset time), and a
+/// [`ErrorKind::RateLimited`] error with a `retry_after` holds every request
+/// for that long. All waits are `tokio::time` sleeps.
+///
+/// `health_check` is not limited.
+#[derive(Debug, Clone)]
+pub struct RateLimitLayer {
+    inner: Arc<dyn Embedder>,
+    state: Arc<State>,
+}
+
+impl RateLimitLayer {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn Embedder>, config: RateLimitConfig) -> Self {
+        let clock = TokioClock {
+            start: tokio::time::Instant::now(),
+        };
+        let per_minute = |n: Option<u32>| {
+            let n = NonZeroU32::new(n?)?;
+            Some((
+                RateLimiter::direct_with_clock(Quota::per_minute(n), clock),
+                n,
+            ))
+        };
+        let requests = per_minute(config.requests_per_minute).map(|(l, _)| l);
+        let tokens = per_minute(config.tokens_per_minute);
+        RateLimitLayer {
+            inner,
+            state: Arc::new(State {
+                clock,
+                requests,
+                tokens,
+                adaptive: config.adaptive,
+                hold_until: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// How long new requests are held by the adaptive pause from now.
+    pub fn held_for(&self) -> Duration {
+        let until = self.state.hold_until.load(Ordering::Relaxed);
+        Duration::from_nanos(until).saturating_sub(self.state.clock.now())
+    }
+
+    fn hold_for(&self, d: Duration) {
+        let d = d.min(MAX_HOLD);
+        if d.is_zero() {
+            return;
+        }
+        let until = (self.state.clock.now() + d).as_nanos() as u64;
+        self.state.hold_until.fetch_max(until, Ordering::Relaxed);
+    }
+
+    /// Waits until a request of `tokens` tokens may start.
+    async fn acquire(&self, tokens: usize) {
+        let s = &*self.state;
+        loop {
+            let held = self.held_for();
+            if held.is_zero() {
+                break;
+            }
+            tokio::time::sleep(held).await;
+        }
+        if let Some(limiter) = &s.requests {
+            while let Err(not_until) = limiter.check() {
+                tokio::time::sleep(not_until.wait_time_from(s.clock.now())).await;
+            }
+        }
+        if let Some((limiter, capacity)) = &s.tokens {
+            let want = u32::try_from(tokens).unwrap_or(u32::MAX);
+            let Some(n) = NonZeroU32::new(want.min(capacity.get())) else {
+                return;
+            };
+            // `n` never exceeds the burst, so `check_n` never answers
+            // InsufficientCapacity.
+            while let Ok(Err(not_until)) = limiter.check_n(n) {
+                tokio::time::sleep(not_until.wait_time_from(s.clock.now())).await;
+            }
+        }
+    }
+
+    /// Reads what the server said about the budget.
+    fn observe<T>(&self, result: &Result<T>, snapshot: Option<&RateLimitSnapshot>, tokens: usize) {
+        if !self.state.adaptive {
+            return;
+        }
+        match result {
+            Err(e) if e.kind() == ErrorKind::RateLimited => {
+                if let Some(wait) = e.retry_after() {
+                    self.hold_for(wait);
+                }
+            }
+            Err(_) => {}
+            Ok(_) => {
+                if let Some(s) = snapshot {
+                    let wait = low_budget_wait(
+                        s.limit_requests,
+                        s.remaining_requests,
+                        s.reset_requests,
+                        1,
+                    )
+                    .max(low_budget_wait(
+                        s.limit_tokens,
+                        s.remaining_tokens,
+                        s.reset_tokens,
+                        tokens as u64,
+                    ));
+                    self.hold_for(wait);
+                }
+            }
+        }
+    }
+}
+
+/// How long to wait until the budget is back above its low watermark: 5% of
+/// the window's limit, or `need` when more. The reset time is when the whole
+/// spent budget is back; it refills linearly.
+fn low_budget_wait(
+    limit: Option<u64>,
+    remaining: Option<u64>,
+    reset: Option<Duration>,
+    need: u64,
+) -> Duration {
+    let (Some(remaining), Some(reset)) = (remaining, reset) else {
+        return Duration::ZERO;
+    };
+    let limit = limit.unwrap_or(0);
+    let low = (limit / 20).max(need).max(1);
+    if remaining >= low {
+        return Duration::ZERO;
+    }
+    if limit <= remaining {
+        return reset;
+    }
+    let share = (low.min(limit) - remaining) as f64 / (limit - remaining) as f64;
+    reset.mul_f64(share.clamp(0.0, 1.0))
+}
+
+#[async_trait]
+impl Embedder for RateLimitLayer {
+    forward_sync!();
+
+    async fn embed_documents(&self, texts: &[&str]) -> Result<Embeddings> {
+        let s = &*self.state;
+        let tokens = if s.tokens.is_some() || s.adaptive {
+            texts.iter().map(|t| self.inner.count_tokens(t)).sum()
+        } else {
+            0
+        };
+        self.acquire(tokens).await;
+        let r = self.inner.embed_documents(texts).await;
+        let snapshot = r.as_ref().ok().and_then(Embeddings::rate_limits);
+        self.observe(&r, snapshot, tokens);
+        r
+    }
+
+    async fn embed_query(&self, text: &str) -> Result<Vec<f32>> {
+        let tokens = if self.state.tokens.is_some() {
+            self.inner.count_tokens(text)
+        } else {
+            0
+        };
+        self.acquire(tokens).await;
+        let r = self.inner.embed_query(text).await;
+        self.observe(&r, None, tokens);
+        r
+    }
+
+    async fn health_check(&self) -> Result<()> {
+        self.inner.health_check().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn low_budget_wait_is_zero_with_budget_left() {
+        let w = low_budget_wait(Some(1000), Some(500), Some(Duration::from_secs(30)), 10);
+        assert_eq!(w, Duration::ZERO);
+        assert_eq!(low_budget_wait(None, None, None, 1), Duration::ZERO);
+    }
+
+    #[test]
+    fn low_budget_wait_waits_for_the_watermark() {
+        // 1000 per window, 0 left, full again in 60 s: 5% (50) is back in 3 s.
+        let w = low_budget_wait(Some(1000), Some(0), Some(Duration::from_secs(60)), 1);
+        assert_eq!(w, Duration::from_secs(3));
+        // Unknown limit: wait for the reset when nothing is left.
+        let w = low_budget_wait(None, Some(0), Some(Duration::from_secs(7)), 1);
+        assert_eq!(w, Duration::from_secs(7));
+    }
+}
