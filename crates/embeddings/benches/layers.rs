@@ -1,0 +1,3 @@
+//! Layer overhead over the bare mock provider (filled in below).
+
+fn main() {}
