@@ -1,1 +1,595 @@
-//! Ollama `/api/embed` provider. Built in its own issue; this crate is a placeholder.
+//! The [Ollama](https://ollama.com) provider, registered as `ollama`.
+//!
+//! * One batched `POST /api/embed` per call, with `model`, `input: [..]` and,
+//!   when configured, `truncate`, `keep_alive`, `dimensions` and `options`.
+//! * A server without `/api/embed` (Ollama before 0.3.4 answers
+//!   `404 page not found`) is detected once and then served through the
+//!   legacy `POST /api/embeddings`, one request per input; the choice is
+//!   remembered for the life of the embedder.
+//! * The dimension comes from the configuration when given; otherwise from
+//!   the first answer, or from [`OllamaEmbedder::discover_dimension`]
+//!   (`POST /api/show`, else one probe embedding). Once known, it is cached
+//!   and [`Embedder::dimension`] is free.
+//! * The answer's float arrays are parsed straight into the contiguous
+//!   [`Embeddings`] buffer ([`parse_embed_response`]); a wrong count, a
+//!   wrong dimension or a non-finite value is an `InvalidResponse`, never
+//!   a partial result.
+//!
+//! The server is the configured `base_url`, else `OLLAMA_HOST` (in any form
+//! `ollama` accepts: `host`, `host:port`, `http://host:port`, `https://..`),
+//! else `http://localhost:11434`. A bearer key (`api_key`, else
+//! `OLLAMA_API_KEY`) and extra headers serve a hosted or proxied Ollama.
+//!
+//! ```no_run
+//! # async fn run() -> embeddings_core::Result<()> {
+//! use embeddings_core::{Config, Embedder};
+//! use embeddings_ollama::OllamaEmbedder;
+//!
+//! let config = Config::from_toml_str(
+//!     "provider = \"ollama\"\nmodel = \"nomic-embed-text\"\n[ollama]\nkeep_alive = \"10m\"\n",
+//! )?;
+//! let ollama = OllamaEmbedder::from_config(&config)?;
+//! ollama.health_check().await?; // server up, model pulled
+//! let rows = ollama.embed_documents(&["first text", "second text"]).await?;
+//! assert_eq!(rows.len(), 2);
+//! assert_eq!(ollama.dimension(), rows.dim()); // learned from the answer
+//! # Ok(())
+//! # }
+//! ```
+
+mod config;
+mod error;
+mod parse;
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use embeddings_core::registry::ProviderRegistration;
+use embeddings_core::{
+    Config, Embedder, Embeddings, Error, ErrorKind, ExposeSecret, ProviderInfo, Result,
+    SecretString, async_trait,
+};
+use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
+use serde::Serialize;
+
+pub use crate::config::{
+    DEFAULT_HOST, ENV_API_KEY, ENV_HOST, KeepAlive, OllamaSection, resolve_host,
+};
+pub use crate::error::parse_error;
+pub use crate::parse::parse_embed_response;
+
+use crate::config::display_host;
+use crate::error::{excerpt, is_missing_route, transport_error};
+
+/// The registered name.
+pub const NAME: &str = "ollama";
+/// The model used when the configuration names none: `nomic-embed-text`,
+/// the most pulled embedding model of the Ollama library (768 dimensions,
+/// long context, small download).
+pub const DEFAULT_MODEL: &str = "nomic-embed-text";
+/// Inputs per request the batch layer plans with unless `[ollama]` says
+/// otherwise: a local server works through a batch one input at a time, so
+/// larger batches only make each request (and its timeout) longer.
+pub const DEFAULT_MAX_BATCH_SIZE: usize = 256;
+/// Tokens per input the batch layer plans with until the model's context
+/// length is known (Ollama's default `num_ctx`).
+pub const DEFAULT_MAX_INPUT_TOKENS: usize = 2048;
+/// The text embedded by the probe of [`OllamaEmbedder::discover_dimension`].
+pub const PROBE_TEXT: &str = "dimension probe";
+
+/// The embedder talking to one Ollama server about one model.
+///
+/// Cheap to share (`Arc`); the endpoint choice and the dimension are learned
+/// once and shared by every caller.
+pub struct OllamaEmbedder {
+    client: reqwest::Client,
+    /// Base URL (may hold credentials of a proxy; never printed).
+    base_url: String,
+    /// `host` without credentials, for messages and logs.
+    shown_host: String,
+    model: String,
+    /// The `dimensions` sent to the server (from the configuration).
+    requested_dim: Option<usize>,
+    section: OllamaSection,
+    has_key: bool,
+    /// Set once the server turned out to have no `/api/embed`.
+    legacy: AtomicBool,
+    dim: OnceLock<usize>,
+    context_length: OnceLock<usize>,
+    /// Info once the dimension is known: `[api/embed, legacy]`.
+    known: [OnceLock<ProviderInfo>; 2],
+    /// Info while the dimension is unknown (`dimension == 0`).
+    pending: [ProviderInfo; 2],
+}
+
+impl fmt::Debug for OllamaEmbedder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OllamaEmbedder")
+            .field("host", &self.shown_host)
+            .field("model", &self.model)
+            .field("dimension", &self.dim.get())
+            .field("legacy_endpoint", &self.legacy.load(Ordering::Relaxed))
+            .field("api_key", &self.has_key.then_some("[redacted]"))
+            .field("section", &self.section)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Serialize)]
+struct EmbedRequest<'a> {
+    model: &'a str,
+    input: &'a [&'a str],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    truncate: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keep_alive: Option<&'a KeepAlive>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dimensions: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    options: Option<&'a serde_json::Map<String, serde_json::Value>>,
+}
+
+#[derive(Serialize)]
+struct LegacyRequest<'a> {
+    model: &'a str,
+    prompt: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keep_alive: Option<&'a KeepAlive>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    options: Option<&'a serde_json::Map<String, serde_json::Value>>,
+}
+
+#[derive(Serialize)]
+struct ModelRequest<'a> {
+    model: &'a str,
+}
+
+/// How an answer ended, before its status is interpreted.
+struct Answer {
+    status: u16,
+    retry_after: Option<String>,
+    body: bytes::Bytes,
+}
+
+impl OllamaEmbedder {
+    /// Builds from the configuration: `model` (default
+    /// [`DEFAULT_MODEL`]), `dimensions`, `base_url` (else `OLLAMA_HOST`),
+    /// `api_key` (else `OLLAMA_API_KEY`) and the `[ollama]` section.
+    /// Sends nothing.
+    pub fn from_config(config: &Config) -> Result<Self> {
+        let env_host = std::env::var(ENV_HOST).ok();
+        let host = resolve_host(config.base_url.as_deref(), env_host.as_deref())?;
+        let key = match &config.api_key {
+            Some(k) => Some(k.clone()),
+            None => std::env::var(ENV_API_KEY)
+                .ok()
+                .filter(|k| !k.trim().is_empty())
+                .map(SecretString::from),
+        };
+        let section = OllamaSection::from_config(config)?;
+        let model = config
+            .model
+            .clone()
+            .unwrap_or_else(|| DEFAULT_MODEL.to_owned());
+        Self::build(host, model, config.dimensions, key, section)
+    }
+
+    /// An embedder of `model` on the server at `host` (any form
+    /// [`resolve_host`] accepts), with default settings.
+    pub fn new(host: &str, model: impl Into<String>) -> Result<Self> {
+        let host = resolve_host(Some(host), None)?;
+        Self::build(host, model.into(), None, None, OllamaSection::default())
+    }
+
+    fn build(
+        host: String,
+        model: String,
+        dimensions: Option<usize>,
+        api_key: Option<SecretString>,
+        section: OllamaSection,
+    ) -> Result<Self> {
+        if model.trim().is_empty() {
+            return Err(Error::config("`model` = \"\": must not be empty"));
+        }
+        if dimensions == Some(0) {
+            return Err(Error::config("`dimensions` = 0: must be at least 1"));
+        }
+        section.validate()?;
+        let mut headers = HeaderMap::new();
+        for (name, value) in &section.headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| Error::config(format!("`ollama.headers`: bad name {name:?}")))?;
+            let mut value = HeaderValue::from_str(value)
+                .map_err(|_| Error::config(format!("`ollama.headers`: bad value for {name:?}")))?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
+        if let Some(key) = &api_key {
+            let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose_secret()))
+                .map_err(|_| Error::config("`api_key` holds characters not allowed in a header"))?;
+            value.set_sensitive(true);
+            headers.insert(header::AUTHORIZATION, value);
+        }
+        let client = reqwest::Client::builder()
+            .default_headers(headers)
+            .user_agent(concat!("embeddings-ollama/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| {
+                Error::new(ErrorKind::Internal, "cannot build the HTTP client")
+                    .with_provider(NAME)
+                    .with_source(e)
+            })?;
+        let mut base = ProviderInfo::new(NAME, model.clone(), 0);
+        base.max_batch_size = section.max_batch_size.unwrap_or(DEFAULT_MAX_BATCH_SIZE);
+        base.max_input_tokens = section
+            .max_input_tokens
+            .or(section.num_ctx())
+            .unwrap_or(DEFAULT_MAX_INPUT_TOKENS);
+        // Ollama has no budget per request beyond each input's context.
+        base.max_batch_tokens = base.max_input_tokens.saturating_mul(base.max_batch_size);
+        base.normalized = true;
+        let legacy = ProviderInfo {
+            normalized: false,
+            ..base.clone()
+        };
+        let dim = OnceLock::new();
+        if let Some(d) = dimensions {
+            let _ = dim.set(d);
+        }
+        Ok(OllamaEmbedder {
+            client,
+            shown_host: display_host(&host),
+            base_url: host,
+            model,
+            requested_dim: dimensions,
+            section,
+            has_key: api_key.is_some(),
+            legacy: AtomicBool::new(false),
+            dim,
+            context_length: OnceLock::new(),
+            known: [OnceLock::new(), OnceLock::new()],
+            pending: [base, legacy],
+        })
+    }
+
+    /// The server's base URL, without credentials.
+    pub fn host(&self) -> &str {
+        &self.shown_host
+    }
+
+    /// The model requests are sent for.
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// The `[ollama]` settings in use.
+    pub fn section(&self) -> &OllamaSection {
+        &self.section
+    }
+
+    /// Whether the server turned out to lack `/api/embed`, so that the legacy
+    /// `/api/embeddings` (one request per input) is used.
+    pub fn uses_legacy_endpoint(&self) -> bool {
+        self.legacy.load(Ordering::Relaxed)
+    }
+
+    /// The dimension: the configured one, the one already learned, else
+    /// `model_info.<arch>.embedding_length` from `POST /api/show`, else the
+    /// length of one probe embedding of [`PROBE_TEXT`]. Cached, so only the
+    /// first call may send requests.
+    pub async fn discover_dimension(&self) -> Result<usize> {
+        if let Some(&d) = self.dim.get() {
+            return Ok(d);
+        }
+        let body = serde_json::to_vec(&ModelRequest { model: &self.model })
+            .map_err(|e| self.internal(e))?;
+        let answer = self
+            .send(reqwest::Method::POST, "/api/show", Some(body))
+            .await?;
+        match answer.status {
+            200..=299 => match parse::parse_show_response(&answer.body) {
+                Ok(info) => {
+                    if let Some(c) = info.context_length {
+                        let _ = self.context_length.set(c);
+                    }
+                    if let Some(d) = info.embedding_length {
+                        tracing::debug!(host = %self.shown_host, model = %self.model,
+                            dimension = d, "ollama: dimension from /api/show");
+                        return self.learn_dimension(d);
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "ollama: /api/show unusable, probing"),
+            },
+            // The model is missing: a probe would fail the same way.
+            404 if !is_missing_route(404, &answer.body) => return Err(self.status_error(&answer)),
+            // A server without a usable /api/show: probe.
+            400 | 404 | 405 | 501 => {}
+            _ => return Err(self.status_error(&answer)),
+        }
+        let probe = self.embed_documents(&[PROBE_TEXT]).await?;
+        tracing::debug!(host = %self.shown_host, model = %self.model, dimension = probe.dim(),
+            "ollama: dimension from a probe embedding");
+        Ok(probe.dim())
+    }
+
+    fn learn_dimension(&self, d: usize) -> Result<usize> {
+        let got = *self.dim.get_or_init(|| d);
+        if got != d {
+            return Err(self.invalid(format!(
+                "vectors of dimension {d}, but this model's dimension is {got}"
+            )));
+        }
+        Ok(d)
+    }
+
+    fn url(&self, path: &str) -> String {
+        let mut u = String::with_capacity(self.base_url.len() + path.len());
+        u.push_str(&self.base_url);
+        u.push_str(path);
+        u
+    }
+
+    fn internal(&self, e: impl std::error::Error + Send + Sync + 'static) -> Error {
+        Error::new(ErrorKind::Internal, "cannot encode the request")
+            .with_provider(NAME)
+            .with_source(e)
+    }
+
+    fn invalid(&self, message: impl Into<String>) -> Error {
+        Error::invalid_response(message).with_provider(NAME)
+    }
+
+    /// Sends one request and reads the whole answer; transport failures are
+    /// mapped, statuses are left to the caller.
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Answer> {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(body) = body {
+            req = req
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(body);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| transport_error(e, &self.shown_host, false))?;
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| transport_error(e, &self.shown_host, true))?;
+        Ok(Answer {
+            status,
+            retry_after,
+            body,
+        })
+    }
+
+    fn status_error(&self, a: &Answer) -> Error {
+        parse_error(a.status, &a.body, a.retry_after.as_deref(), &self.model)
+    }
+
+    /// One `POST /api/embed` for every text; `None` when the route is missing.
+    async fn embed_batch(&self, texts: &[&str]) -> Result<Option<Embeddings>> {
+        let req = EmbedRequest {
+            model: &self.model,
+            input: texts,
+            truncate: self.section.truncate,
+            keep_alive: self.section.keep_alive.as_ref(),
+            dimensions: self.requested_dim,
+            options: self.section.options.as_ref(),
+        };
+        let body = serde_json::to_vec(&req).map_err(|e| self.internal(e))?;
+        let answer = self
+            .send(reqwest::Method::POST, "/api/embed", Some(body))
+            .await?;
+        if answer.status == 404 && is_missing_route(404, &answer.body) {
+            return Ok(None);
+        }
+        if !(200..300).contains(&answer.status) {
+            return Err(self.status_error(&answer));
+        }
+        let e = parse_embed_response(&answer.body, texts.len(), self.dim.get().copied())
+            .map_err(|e| e.with_provider(NAME))?;
+        self.learn_dimension(e.dim())?;
+        Ok(Some(e))
+    }
+
+    /// The legacy route: one `POST /api/embeddings` per text, in order.
+    async fn embed_legacy(&self, texts: &[&str]) -> Result<Embeddings> {
+        let mut data: Vec<f32> = Vec::new();
+        let mut dim = self.dim.get().copied();
+        for (i, text) in texts.iter().enumerate() {
+            let req = LegacyRequest {
+                model: &self.model,
+                prompt: text,
+                keep_alive: self.section.keep_alive.as_ref(),
+                options: self.section.options.as_ref(),
+            };
+            let body = serde_json::to_vec(&req).map_err(|e| self.internal(e))?;
+            let answer = self
+                .send(reqwest::Method::POST, "/api/embeddings", Some(body))
+                .await?;
+            if answer.status == 404 && is_missing_route(404, &answer.body) {
+                return Err(Error::new(
+                    ErrorKind::NotFound,
+                    format!(
+                        "{} has neither /api/embed nor /api/embeddings: is it an Ollama server? \
+                         (base_url must be the server root, such as http://localhost:11434; \
+                         server said: {})",
+                        self.shown_host,
+                        excerpt(&String::from_utf8_lossy(
+                            &answer.body[..answer.body.len().min(400)]
+                        ))
+                    ),
+                )
+                .with_provider(NAME)
+                .with_status(404));
+            }
+            if !(200..300).contains(&answer.status) {
+                return Err(self.status_error(&answer));
+            }
+            let mut row = parse::parse_legacy_response(&answer.body).map_err(|e| {
+                let m = format!("input {i}: {}", e.message());
+                e.with_message(m).with_provider(NAME)
+            })?;
+            match (self.requested_dim, dim) {
+                // The legacy route ignores `dimensions`: cut and renormalise
+                // here, as /api/embed does on the server.
+                (Some(want), _) if row.len() > want => {
+                    row.truncate(want);
+                    normalize(&mut row);
+                }
+                (_, Some(d)) if row.len() != d => {
+                    return Err(self.invalid(format!(
+                        "input {i}: vector of {} values, expected {d}",
+                        row.len()
+                    )));
+                }
+                _ => {}
+            }
+            if dim.is_none() {
+                dim = Some(row.len());
+                data.reserve(row.len() * texts.len());
+            }
+            data.extend_from_slice(&row);
+        }
+        let d = dim.unwrap_or(0);
+        let e = Embeddings::from_flat(data, d).map_err(|e| e.with_provider(NAME))?;
+        self.learn_dimension(d)?;
+        Ok(e)
+    }
+}
+
+/// Scales `v` to unit L2 norm (a zero vector stays zero).
+fn normalize(v: &mut [f32]) {
+    let norm = v
+        .iter()
+        .map(|x| f64::from(*x) * f64::from(*x))
+        .sum::<f64>()
+        .sqrt();
+    if norm > 0.0 {
+        for x in v {
+            *x = (f64::from(*x) / norm) as f32;
+        }
+    }
+}
+
+/// Whether `listed` (a name from `/api/tags`) is `model`, with or without
+/// the `:latest` tag.
+fn same_model(listed: &str, model: &str) -> bool {
+    fn canonical(name: &str) -> std::borrow::Cow<'_, str> {
+        let last = name.rsplit('/').next().unwrap_or(name);
+        if last.contains(':') {
+            name.into()
+        } else {
+            format!("{name}:latest").into()
+        }
+    }
+    listed == model || canonical(listed) == canonical(model)
+}
+
+#[async_trait]
+impl Embedder for OllamaEmbedder {
+    fn info(&self) -> &ProviderInfo {
+        let i = usize::from(self.legacy.load(Ordering::Relaxed));
+        match self.dim.get() {
+            Some(&d) => self.known[i].get_or_init(|| {
+                let mut info = self.pending[i].clone();
+                info.dimension = d;
+                if let Some(&c) = self.context_length.get() {
+                    if self.section.max_input_tokens.is_none() {
+                        info.max_input_tokens = self.section.num_ctx().map_or(c, |n| n.min(c));
+                        info.max_batch_tokens =
+                            info.max_input_tokens.saturating_mul(info.max_batch_size);
+                    }
+                }
+                info
+            }),
+            None => &self.pending[i],
+        }
+    }
+
+    #[inline]
+    fn dimension(&self) -> usize {
+        self.dim.get().copied().unwrap_or(0)
+    }
+
+    async fn embed_documents(&self, texts: &[&str]) -> Result<Embeddings> {
+        if texts.is_empty() {
+            return Ok(Embeddings::empty(self.dimension()));
+        }
+        tracing::trace!(host = %self.shown_host, model = %self.model, inputs = texts.len(),
+            "ollama: embed");
+        if !self.legacy.load(Ordering::Relaxed) {
+            if let Some(e) = self.embed_batch(texts).await? {
+                return Ok(e);
+            }
+            if !self.legacy.swap(true, Ordering::Relaxed) {
+                tracing::info!(host = %self.shown_host,
+                    "ollama: the server has no /api/embed; using the legacy /api/embeddings \
+                     (one request per input; upgrade Ollama to batch)");
+            }
+        }
+        self.embed_legacy(texts).await
+    }
+
+    async fn health_check(&self) -> Result<()> {
+        let version = self
+            .send(reqwest::Method::GET, "/api/version", None)
+            .await?;
+        if !(200..300).contains(&version.status) {
+            let e = self.status_error(&version);
+            let m = format!(
+                "{} answered GET /api/version with HTTP {}: is it an Ollama server? ({})",
+                self.shown_host,
+                version.status,
+                e.message()
+            );
+            return Err(e.with_message(m));
+        }
+        let tags = self.send(reqwest::Method::GET, "/api/tags", None).await?;
+        if !(200..300).contains(&tags.status) {
+            return Err(self.status_error(&tags));
+        }
+        let names = parse::parse_tags_response(&tags.body).map_err(|e| e.with_provider(NAME))?;
+        if names.iter().any(|n| same_model(n, &self.model)) {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::NotFound,
+                format!(
+                    "model {:?} is not on the Ollama server at {}; download it with \
+                     `ollama pull {}`",
+                    self.model, self.shown_host, self.model
+                ),
+            )
+            .with_provider(NAME))
+        }
+    }
+}
+
+fn build(config: &Config) -> Result<Arc<dyn Embedder>> {
+    Ok(Arc::new(OllamaEmbedder::from_config(config)?))
+}
+
+embeddings_core::inventory::submit! {
+    ProviderRegistration {
+        name: NAME,
+        description: "Ollama /api/embed (local or hosted; OLLAMA_HOST), with legacy /api/embeddings fallback",
+        build,
+    }
+}
+
+#[cfg(test)]
+mod tests;
