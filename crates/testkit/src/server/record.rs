@@ -1,0 +1,179 @@
+//! What the server saw: the request log and the counters.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use axum::http::HeaderMap;
+use bytes::Bytes;
+
+use super::config::Route;
+
+/// One request as the client really sent it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedRequest {
+    /// `POST`, `GET`, ...
+    pub method: String,
+    /// The path with the query, e.g. `/v1/embeddings`.
+    pub path: String,
+    /// The route it went to.
+    pub route: Route,
+    /// The headers, names in lower case, in the order received.
+    pub headers: Vec<(String, String)>,
+    /// The body as JSON, or `Null` when it is empty or not JSON.
+    pub body: serde_json::Value,
+    /// The status answered; 0 when no answer was sent (hang, reset) or not yet.
+    pub status: u16,
+}
+
+impl RecordedRequest {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Counters of what the server answered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Every request received.
+    pub requests: u64,
+    /// Requests per route.
+    pub by_route: BTreeMap<Route, u64>,
+    /// Requests per status answered (0: no answer, as for hang and reset).
+    pub by_status: BTreeMap<u16, u64>,
+    /// Requests per route and status.
+    pub by_route_status: BTreeMap<(Route, u16), u64>,
+    /// Inputs embedded in successful answers.
+    pub inputs: u64,
+    /// Tokens (cl100k_base) of the inputs embedded in successful answers.
+    pub tokens: u64,
+    /// Faults that fired (one request may fire several).
+    pub faults: u64,
+    /// Requests refused by the requests/tokens-per-minute limits.
+    pub rate_limited: u64,
+}
+
+impl Stats {
+    /// Requests on `route` answered with `status`.
+    pub fn count(&self, route: Route, status: u16) -> u64 {
+        self.by_route_status
+            .get(&(route, status))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Requests on `route`, whatever the answer.
+    pub fn route(&self, route: Route) -> u64 {
+        self.by_route.get(&route).copied().unwrap_or(0)
+    }
+
+    pub(crate) fn record(&mut self, route: Route, status: u16) {
+        self.requests += 1;
+        *self.by_route.entry(route).or_default() += 1;
+        *self.by_status.entry(status).or_default() += 1;
+        *self.by_route_status.entry((route, status)).or_default() += 1;
+    }
+}
+
+/// A request as stored: cheap to keep, turned into a [`RecordedRequest`] on demand.
+#[derive(Debug)]
+struct Entry {
+    method: axum::http::Method,
+    path: String,
+    route: Route,
+    headers: HeaderMap,
+    body: Bytes,
+    status: u16,
+}
+
+/// The latest `limit` requests, in arrival order.
+#[derive(Debug)]
+pub(crate) struct RequestLog {
+    entries: VecDeque<Entry>,
+    /// Sequence number of `entries[0]`.
+    base: u64,
+    next: u64,
+    limit: usize,
+}
+
+impl RequestLog {
+    pub(crate) fn new(limit: usize) -> Self {
+        RequestLog {
+            entries: VecDeque::new(),
+            base: 0,
+            next: 0,
+            limit,
+        }
+    }
+
+    /// Stores a request on arrival; returns its sequence number.
+    pub(crate) fn push(
+        &mut self,
+        method: &axum::http::Method,
+        path: &str,
+        route: Route,
+        headers: &HeaderMap,
+        body: &Bytes,
+    ) -> u64 {
+        let seq = self.next;
+        self.next += 1;
+        if self.limit == 0 {
+            self.base = self.next;
+            return seq;
+        }
+        if self.entries.len() == self.limit {
+            self.entries.pop_front();
+            self.base += 1;
+        }
+        if self.entries.is_empty() {
+            self.base = seq;
+        }
+        self.entries.push_back(Entry {
+            method: method.clone(),
+            path: path.to_owned(),
+            route,
+            headers: headers.clone(),
+            body: body.clone(),
+            status: 0,
+        });
+        seq
+    }
+
+    pub(crate) fn set_status(&mut self, seq: u64, status: u16) {
+        if let Some(i) = seq.checked_sub(self.base)
+            && let Some(e) = self.entries.get_mut(i as usize)
+        {
+            e.status = status;
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.entries.clear();
+        self.base = self.next;
+    }
+
+    pub(crate) fn snapshot(&self) -> Vec<RecordedRequest> {
+        self.entries
+            .iter()
+            .map(|e| RecordedRequest {
+                method: e.method.as_str().to_owned(),
+                path: e.path.clone(),
+                route: e.route,
+                headers: e
+                    .headers
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            k.as_str().to_owned(),
+                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                        )
+                    })
+                    .collect(),
+                body: serde_json::from_slice(&e.body).unwrap_or(serde_json::Value::Null),
+                status: e.status,
+            })
+            .collect()
+    }
+}
