@@ -489,11 +489,17 @@ fn into_response(reply: Reply, body_fault: Option<BodyFault>) -> Response {
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
             let mut bytes = Bytes::from(body);
             let first = bytes.split_to(bytes.len() / 2);
-            let chunks: [Result<Bytes, std::io::Error>; 2] = [
-                Ok(first),
-                Err(std::io::Error::other("truncated by an injected fault")),
-            ];
-            Body::from_stream(futures::stream::iter(chunks))
+            // The first half goes out (hyper flushes while the next chunk is
+            // pending), then the body fails and hyper closes the connection.
+            let rest = futures::stream::once(async {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                Err::<Bytes, _>(std::io::Error::other("truncated by an injected fault"))
+            });
+            let stream = futures::StreamExt::chain(
+                futures::stream::once(async move { Ok::<_, std::io::Error>(first) }),
+                rest,
+            );
+            Body::from_stream(stream)
         }
     };
     let mut response = Response::new(body);
