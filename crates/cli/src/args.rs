@@ -1,6 +1,6 @@
 //! Command-line arguments (a contract other tools script against).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     about,
     args_conflicts_with_subcommands = true,
     after_help = "Environment: EMBEDDINGS_PROVIDER, EMBEDDINGS_MODEL, EMBEDDINGS_DIMENSIONS, \
-                  OPENAI_API_KEY, OPENAI_BASE_URL, OLLAMA_HOST.\n\
+                  EMBEDDINGS_CONFIG, OPENAI_API_KEY, OPENAI_BASE_URL, OLLAMA_HOST.\n\
                   Precedence: defaults < config file < environment < flags."
 )]
 pub(crate) struct Cli {
@@ -30,6 +30,21 @@ pub(crate) enum Command {
     Providers,
     /// Checks the configured provider; exit 0 when healthy.
     Health(CommonArgs),
+    /// Cosine similarity of the first text with each of the others.
+    Similarity(SimilarityArgs),
+}
+
+/// `embed similarity A B...`
+#[derive(Debug, Args, Clone)]
+pub(crate) struct SimilarityArgs {
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
+    /// The text to compare with the others
+    #[arg(value_name = "A")]
+    pub(crate) first: String,
+    /// The texts compared with A (one output line each: cosine, tab, text)
+    #[arg(value_name = "B", required = true)]
+    pub(crate) others: Vec<String>,
 }
 
 /// Options that select and configure the provider.
@@ -47,13 +62,13 @@ pub(crate) struct CommonArgs {
     /// Provider endpoint
     #[arg(long, value_name = "URL")]
     pub(crate) base_url: Option<String>,
-    /// Config file (TOML, or JSON by extension) [default: ./embeddings.toml if present]
+    /// Config file (TOML, or JSON by extension) [default: $EMBEDDINGS_CONFIG, else ./embeddings.toml if present]
     #[arg(short, long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
     /// Most inputs per request
     #[arg(long, value_name = "N")]
     pub(crate) batch_size: Option<usize>,
-    /// Requests of one call in flight at once
+    /// Requests in flight at once
     #[arg(long, value_name = "N")]
     pub(crate) concurrency: Option<usize>,
     /// Retries after a failed attempt
@@ -62,30 +77,105 @@ pub(crate) struct CommonArgs {
 }
 
 /// What to embed and where the vectors go.
-#[derive(Debug, Args, Clone, Default)]
+#[derive(Debug, Args, Clone)]
 pub(crate) struct EmbedArgs {
     /// Texts to embed (else --input, else stdin)
     #[arg(value_name = "TEXT")]
     pub(crate) texts: Vec<String>,
-    /// Input file: one text per line; a .jsonl file holds {"id":..,"text":..} per line; "-" = stdin
+    /// Input file, repeatable: one text per line; .jsonl: {"id":..,"text":..} per line; .csv: a header row and a text column; "-" = stdin
     #[arg(short, long, value_name = "FILE")]
     pub(crate) input: Vec<PathBuf>,
+    /// How to read the inputs [default: by extension; stdin: lines]
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub(crate) input_format: Option<InputFormat>,
+    /// JSONL field or CSV column holding the text
+    #[arg(long, value_name = "NAME", default_value = "text")]
+    pub(crate) text_field: String,
+    /// JSONL field or CSV column holding the id (optional in the data)
+    #[arg(long, value_name = "NAME", default_value = "id")]
+    pub(crate) id_field: String,
     /// Output file [default: stdout]
     #[arg(short, long, value_name = "FILE")]
     pub(crate) output: Option<PathBuf>,
-    /// Output format
-    #[arg(long, value_enum, default_value_t = Format::Jsonl)]
-    pub(crate) format: Format,
+    /// Output format [default: by --output extension, else jsonl]
+    #[arg(long, value_enum)]
+    pub(crate) format: Option<Format>,
+    /// Continue a job that stopped, from its last saved row (needs --output)
+    #[arg(long)]
+    pub(crate) resume: bool,
+    /// What to do with a bad input (empty, malformed, over the provider's limit)
+    #[arg(long, value_enum, default_value_t = OnError::Fail)]
+    pub(crate) on_error: OnError,
+    /// No progress and no summary on stderr (errors still go there)
+    #[arg(short, long)]
+    pub(crate) quiet: bool,
+    /// The end-of-job summary on stderr: text for people, json for machines
+    #[arg(long, value_enum, default_value_t = StatsFormat::Text)]
+    pub(crate) stats: StatsFormat,
+}
+
+impl EmbedArgs {
+    /// The output format: `--format`, else by the output file's extension, else jsonl.
+    pub(crate) fn output_format(&self) -> Format {
+        if let Some(f) = self.format {
+            return f;
+        }
+        let ext = self
+            .output
+            .as_deref()
+            .and_then(Path::extension)
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        match ext.as_deref() {
+            Some("npy") => Format::Npy,
+            Some("json") => Format::Json,
+            Some("parquet") => Format::Parquet,
+            Some("arrow" | "arrows" | "ipc" | "feather") => Format::Arrow,
+            _ => Format::Jsonl,
+        }
+    }
 }
 
 /// Output formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Format {
     /// One {"index","id","embedding"} object per line.
-    #[default]
     Jsonl,
     /// One JSON array of those objects.
     Json,
     /// NumPy .npy, float32, shape (N, D).
     Npy,
+    /// Parquet: index (uint64), id (utf8, nullable), embedding (fixed-size list of float32).
+    Parquet,
+    /// Arrow IPC file, same columns as parquet.
+    Arrow,
+}
+
+/// Input formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum InputFormat {
+    /// One text per line.
+    Lines,
+    /// One JSON object per line.
+    Jsonl,
+    /// CSV with a header row.
+    Csv,
+}
+
+/// The bad-input policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum OnError {
+    /// Stop at the first bad input, with its line number.
+    Fail,
+    /// Leave bad inputs out, and list them in the summary.
+    Skip,
+}
+
+/// Summary formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum StatsFormat {
+    /// One line for people.
+    Text,
+    /// One JSON object for machines.
+    Json,
 }

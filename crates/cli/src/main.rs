@@ -11,7 +11,9 @@
 
 mod args;
 mod input;
+mod job;
 mod output;
+mod progress;
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -19,14 +21,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use embeddings::{Config, Embedder, Error, ErrorKind, Result};
+use embeddings::{Config, Embedder, Error, Result};
 
-use crate::args::{Cli, Command, CommonArgs, EmbedArgs};
-use crate::input::{InputReader, Source};
-use crate::output::OutputTarget;
-
-/// Inputs handed to the library at once: bounded memory whatever the corpus size.
-const CHUNK: usize = 4096;
+use crate::args::{Cli, Command, CommonArgs, EmbedArgs, InputFormat, SimilarityArgs};
+use crate::input::Source;
+use crate::job::Counting;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -53,27 +52,28 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Some(Command::Providers) => {
-            providers();
+            for r in embeddings::registered() {
+                println!("{}\t{}", r.name, r.description);
+            }
             Ok(())
         }
         Some(Command::Health(common)) => health(&common).await,
+        Some(Command::Similarity(args)) => similarity(&args).await,
         None => embed(&cli.common, &cli.embed).await,
     }
 }
 
-fn providers() {
-    for r in embeddings::registered() {
-        println!("{}\t{}", r.name, r.description);
-    }
-}
-
-/// Defaults < config file (`--config`, else `./embeddings.toml`) <
-/// `EMBEDDINGS_*` environment < flags.
+/// Defaults < config file (`--config`, else `$EMBEDDINGS_CONFIG`, else
+/// `./embeddings.toml`) < `EMBEDDINGS_*` environment < flags.
 fn load_config(common: &CommonArgs) -> Result<Config> {
-    let mut config = match &common.config {
-        Some(path) => Config::from_file(path)?,
-        None if Path::new("embeddings.toml").is_file() => Config::from_file("embeddings.toml")?,
-        None => Config::default(),
+    let env_file = std::env::var_os("EMBEDDINGS_CONFIG").filter(|v| !v.is_empty());
+    let mut config = match (&common.config, env_file) {
+        (Some(path), _) => Config::from_file(path)?,
+        (None, Some(path)) => Config::from_file(path)?,
+        (None, None) if Path::new("embeddings.toml").is_file() => {
+            Config::from_file("embeddings.toml")?
+        }
+        (None, None) => Config::default(),
     };
     config.apply_env()?;
     if let Some(p) = &common.provider {
@@ -101,12 +101,16 @@ fn load_config(common: &CommonArgs) -> Result<Config> {
     Ok(config)
 }
 
-fn build(common: &CommonArgs) -> Result<Arc<dyn Embedder>> {
-    embeddings::from_config(&load_config(common)?)
+/// The provider, counted, under the layers the configuration enables.
+fn build(config: &Config) -> Result<(Arc<dyn Embedder>, Arc<Counting>)> {
+    let provider = embeddings::registry::build(config)?;
+    let counting = Arc::new(Counting::new(provider));
+    let stack = embeddings::layers::apply(Arc::clone(&counting) as Arc<dyn Embedder>, config);
+    Ok((stack, counting))
 }
 
 async fn health(common: &CommonArgs) -> Result<()> {
-    let embedder = build(common)?;
+    let (embedder, _) = build(&load_config(common)?)?;
     embedder.health_check().await?;
     let info = embedder.info();
     println!(
@@ -116,8 +120,40 @@ async fn health(common: &CommonArgs) -> Result<()> {
     Ok(())
 }
 
+async fn similarity(args: &SimilarityArgs) -> Result<()> {
+    let (embedder, _) = build(&load_config(&args.common)?)?;
+    let mut texts: Vec<&str> = vec![args.first.as_str()];
+    texts.extend(args.others.iter().map(String::as_str));
+    if let Some(i) = texts.iter().position(|t| t.is_empty()) {
+        return Err(Error::invalid_input(format!("text {} is empty", i + 1)));
+    }
+    let rows = embedder.embed_documents(&texts).await?;
+    let a = rows.row(0);
+    for (i, other) in args.others.iter().enumerate() {
+        println!("{:.6}\t{other}", cosine(a, rows.row(i + 1)));
+    }
+    Ok(())
+}
+
+/// Cosine similarity (0 when either vector is zero).
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let (mut dot, mut na, mut nb) = (0f64, 0f64, 0f64);
+    for (x, y) in a.iter().zip(b) {
+        let (x, y) = (f64::from(*x), f64::from(*y));
+        dot += x * y;
+        na += x * x;
+        nb += y * y;
+    }
+    if na == 0.0 || nb == 0.0 {
+        0.0
+    } else {
+        dot / (na.sqrt() * nb.sqrt())
+    }
+}
+
 async fn embed(common: &CommonArgs, args: &EmbedArgs) -> Result<()> {
-    let embedder = build(common)?;
+    let config = load_config(common)?;
+    let (embedder, counting) = build(&config)?;
     let sources = if !args.texts.is_empty() {
         if !args.input.is_empty() {
             return Err(Error::invalid_input(
@@ -126,56 +162,47 @@ async fn embed(common: &CommonArgs, args: &EmbedArgs) -> Result<()> {
         }
         vec![Source::Args(args.texts.clone())]
     } else if !args.input.is_empty() {
-        args.input.iter().map(|p| Source::path(p)).collect()
+        args.input
+            .iter()
+            .map(|p| Source::path(p, args.input_format))
+            .collect()
     } else if !std::io::stdin().is_terminal() {
-        vec![Source::Stdin { jsonl: false }]
+        vec![Source::Stdin {
+            format: args.input_format.unwrap_or(InputFormat::Lines),
+        }]
     } else {
         return Err(Error::invalid_input(
             "nothing to embed: give TEXT arguments, --input FILE, or pipe text on stdin",
         ));
     };
-    let mut reader = InputReader::new(sources);
-    let mut out = OutputTarget::open(args.output.as_deref(), args.format)?;
-    let result = async {
-        let mut index = 0usize;
-        loop {
-            let records = reader.next_chunk(CHUNK)?;
-            if records.is_empty() {
-                break;
-            }
-            let texts: Vec<&str> = records.iter().map(|r| r.text.as_str()).collect();
-            let rows = embedder.embed_documents(&texts).await.map_err(|e| {
-                let first = &records[0];
-                let last = &records[records.len() - 1];
-                let msg = format!(
-                    "{} (inputs {}..={}, from {} line {} to {} line {})",
-                    e.message(),
-                    index,
-                    index + records.len() - 1,
-                    first.source,
-                    first.line,
-                    last.source,
-                    last.line
-                );
-                e.with_message(msg)
-            })?;
-            if rows.len() != records.len() {
-                return Err(Error::new(
-                    ErrorKind::InvalidResponse,
-                    format!("{} vectors for {} inputs", rows.len(), records.len()),
-                ));
-            }
-            out.write_rows(index, &records, &rows)?;
-            index += records.len();
-        }
-        Ok(())
+    // What must match for --resume to continue a job rather than mix two.
+    let info = embedder.info();
+    let job_id = format!(
+        "provider={} model={} dimensions={} format={:?} inputs={:?} text_field={} id_field={}",
+        info.provider,
+        info.model,
+        config.dimensions.unwrap_or(info.dimension),
+        args.output_format(),
+        args.input,
+        args.text_field,
+        args.id_field
+    );
+    let summary = job::run(embedder, counting, &config, args, sources, job_id).await?;
+    if !args.quiet {
+        summary.print(args.stats);
     }
-    .await;
-    match result {
-        Ok(()) => out.finish(),
-        Err(e) => {
-            out.abandon();
-            Err(e)
-        }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cosine;
+
+    #[test]
+    fn cosine_of_known_vectors() {
+        assert!((cosine(&[1.0, 0.0], &[1.0, 0.0]) - 1.0).abs() < 1e-12);
+        assert!(cosine(&[1.0, 0.0], &[0.0, 2.0]).abs() < 1e-12);
+        assert!((cosine(&[1.0, 1.0], &[-1.0, -1.0]) + 1.0).abs() < 1e-12);
+        assert_eq!(cosine(&[0.0, 0.0], &[1.0, 1.0]), 0.0);
     }
 }

@@ -1,199 +1,339 @@
-//! Writing vectors: JSONL, JSON, or `.npy` (float32, shape N×D).
+//! Writing vectors: JSONL, JSON, `.npy` (float32, N×D), Parquet and Arrow
+//! IPC (index, id, fixed-size list of float32).
 //!
-//! A file output is written to `<name>.partial` and renamed when every row is
-//! written, so a failed run never leaves a file that looks complete.
+//! A file output is written to `<name>.partial` and renamed only when every
+//! row is written, so a file under the requested name is always complete.
+//! The job saves a checkpoint after syncing the partial file: on `--resume`
+//! the partial file is cut back to the checkpoint's length, which always
+//! ends on a whole row, so a crash never leaves a half-written row behind.
+//! Parquet and Arrow cannot be appended to, so their rows are spooled as raw
+//! float32 (plus a JSONL file of index and id) and converted at the end.
 
-use std::fs::File;
-use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use embeddings::{Embeddings, Error, ErrorKind, Result};
+use embeddings::{Error, ErrorKind, Result};
+use serde_json::value::RawValue;
 
 use crate::args::Format;
-use crate::input::Record;
+
+/// Bytes reserved for the `.npy` header, so it can be rewritten in place
+/// with the final shape (format version 1.0; a multiple of 64).
+const NPY_HEADER_LEN: usize = 128;
+/// Rows per record batch when converting the spool to Parquet or Arrow.
+const CONVERT_ROWS: usize = 8192;
+
+fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
+    Error::new(
+        ErrorKind::Internal,
+        format!("cannot {what} {}: {e}", path.display()),
+    )
+}
+
+/// `<path><suffix>`.
+pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
 
 enum Sink {
     Stdout(BufWriter<std::io::Stdout>),
-    File(BufWriter<File>),
     /// `.npy` to stdout: the header needs the row count, so rows are held.
     Memory(Vec<u8>),
+    File {
+        w: BufWriter<File>,
+        partial: PathBuf,
+        dest: PathBuf,
+    },
 }
 
-impl Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+impl Sink {
+    fn writer(&mut self) -> &mut dyn Write {
         match self {
-            Sink::Stdout(w) => w.write(buf),
-            Sink::File(w) => w.write(buf),
-            Sink::Memory(v) => v.write(buf),
-        }
-    }
-    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        match self {
-            Sink::Stdout(w) => w.write_all(buf),
-            Sink::File(w) => w.write_all(buf),
-            Sink::Memory(v) => v.write_all(buf),
-        }
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        match self {
-            Sink::Stdout(w) => w.flush(),
-            Sink::File(w) => w.flush(),
-            Sink::Memory(_) => Ok(()),
+            Sink::Stdout(w) => w,
+            Sink::Memory(v) => v,
+            Sink::File { w, .. } => w,
         }
     }
 }
 
 /// Where the vectors go, in which format.
-pub(crate) struct OutputTarget {
+pub(crate) struct Writer {
     sink: Sink,
+    /// Parquet/Arrow: index and id of each spooled row.
+    ids: Option<(BufWriter<File>, PathBuf)>,
     format: Format,
-    paths: Option<(PathBuf, PathBuf)>,
-    rows: usize,
+    rows: u64,
     dim: Option<usize>,
+    buf: Vec<u8>,
 }
 
-/// Bytes reserved for the `.npy` header, so it can be rewritten in place
-/// with the final shape (format version 1.0; a multiple of 64).
-const NPY_HEADER_LEN: usize = 128;
-
-fn write_err(e: std::io::Error) -> Error {
-    Error::new(ErrorKind::Internal, format!("cannot write output: {e}"))
+/// What a checkpoint needs to cut the output back to a whole row.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Position {
+    pub(crate) rows: u64,
+    pub(crate) bytes: u64,
+    pub(crate) id_bytes: u64,
+    pub(crate) dim: Option<usize>,
 }
 
-impl OutputTarget {
-    pub(crate) fn open(path: Option<&Path>, format: Format) -> Result<Self> {
-        let (sink, paths) = match path.filter(|p| p.as_os_str() != "-") {
-            None => {
-                let sink = if format == Format::Npy {
-                    Sink::Memory(Vec::new())
-                } else {
-                    Sink::Stdout(BufWriter::with_capacity(1 << 16, std::io::stdout()))
-                };
-                (sink, None)
+impl Writer {
+    /// A new output (`None` or `-` = stdout).
+    pub(crate) fn create(output: Option<&Path>, format: Format) -> Result<Self> {
+        let spooled = matches!(format, Format::Parquet | Format::Arrow);
+        let sink = match output.filter(|p| p.as_os_str() != "-") {
+            None if spooled => {
+                return Err(Error::invalid_input(
+                    "parquet and arrow output need --output FILE",
+                ));
             }
-            Some(p) => {
-                let mut partial = p.as_os_str().to_owned();
-                partial.push(".partial");
-                let partial = PathBuf::from(partial);
+            None if format == Format::Npy => Sink::Memory(Vec::new()),
+            None => Sink::Stdout(BufWriter::with_capacity(1 << 16, std::io::stdout())),
+            Some(dest) => {
+                let partial = with_suffix(dest, ".partial");
                 let f = File::create(&partial).map_err(|e| {
-                    Error::new(
-                        ErrorKind::InvalidInput,
-                        format!("cannot write output file {}: {e}", p.display()),
-                    )
+                    Error::invalid_input(format!(
+                        "cannot write output file {}: {e}",
+                        dest.display()
+                    ))
                 })?;
-                (
-                    Sink::File(BufWriter::with_capacity(1 << 16, f)),
-                    Some((partial, p.to_owned())),
-                )
+                Sink::File {
+                    w: BufWriter::with_capacity(1 << 16, f),
+                    partial,
+                    dest: dest.to_owned(),
+                }
             }
         };
-        let mut t = OutputTarget {
+        let ids = match (&sink, spooled) {
+            (Sink::File { partial, .. }, true) => {
+                let p = with_suffix(partial, ".ids");
+                let f = File::create(&p).map_err(|e| io_err("create", &p, e))?;
+                Some((BufWriter::new(f), p))
+            }
+            _ => None,
+        };
+        let mut w = Writer {
             sink,
+            ids,
             format,
-            paths,
             rows: 0,
             dim: None,
+            buf: Vec::with_capacity(1 << 12),
         };
         match format {
-            Format::Npy => t.sink.write_all(&[b' '; NPY_HEADER_LEN]).map_err(write_err)?,
-            Format::Json => t.sink.write_all(b"[").map_err(write_err)?,
-            Format::Jsonl => {}
+            Format::Npy => w.put(&[b' '; NPY_HEADER_LEN])?,
+            Format::Json => w.put(b"[")?,
+            _ => {}
         }
-        Ok(t)
+        Ok(w)
     }
 
-    /// Writes rows `first..first + records.len()`.
-    pub(crate) fn write_rows(
-        &mut self,
-        first: usize,
-        records: &[Record],
-        rows: &Embeddings,
-    ) -> Result<()> {
+    /// Reopens `<output>.partial` cut back to `at` (a checkpoint).
+    pub(crate) fn resume(dest: &Path, format: Format, at: Position) -> Result<Self> {
+        let partial = with_suffix(dest, ".partial");
+        let reopen = |p: &Path, len: u64| -> Result<File> {
+            let mut f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(p)
+                .map_err(|e| io_err("reopen", p, e))?;
+            let have = f.metadata().map_err(|e| io_err("read", p, e))?.len();
+            if have < len {
+                return Err(Error::invalid_input(format!(
+                    "cannot resume: {} holds {have} bytes, fewer than the {len} its checkpoint saved",
+                    p.display()
+                )));
+            }
+            f.set_len(len).map_err(|e| io_err("truncate", p, e))?;
+            f.seek(SeekFrom::End(0)).map_err(|e| io_err("seek", p, e))?;
+            Ok(f)
+        };
+        let f = reopen(&partial, at.bytes)?;
+        let ids = if matches!(format, Format::Parquet | Format::Arrow) {
+            let p = with_suffix(&partial, ".ids");
+            Some((BufWriter::new(reopen(&p, at.id_bytes)?), p))
+        } else {
+            None
+        };
+        Ok(Writer {
+            sink: Sink::File {
+                w: BufWriter::with_capacity(1 << 16, f),
+                partial,
+                dest: dest.to_owned(),
+            },
+            ids,
+            format,
+            rows: at.rows,
+            dim: at.dim,
+            buf: Vec::with_capacity(1 << 12),
+        })
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> Result<()> {
+        self.sink
+            .writer()
+            .write_all(bytes)
+            .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot write output: {e}")))
+    }
+
+    /// Rows written so far.
+    pub(crate) fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Appends one row (`index`: its input position).
+    pub(crate) fn write(&mut self, index: u64, id: Option<&RawValue>, row: &[f32]) -> Result<()> {
         match self.dim {
-            None => self.dim = Some(rows.dim()),
-            Some(d) if d != rows.dim() && !rows.is_empty() => {
+            None => self.dim = Some(row.len()),
+            Some(d) if d != row.len() => {
                 return Err(Error::new(
                     ErrorKind::DimensionMismatch,
-                    format!("vectors of dimension {} after {d}", rows.dim()),
+                    format!(
+                        "a vector of dimension {} after vectors of dimension {d}",
+                        row.len()
+                    ),
                 ));
             }
             Some(_) => {}
         }
-        let w = &mut self.sink;
-        for (i, (rec, row)) in records.iter().zip(rows.iter()).enumerate() {
-            match self.format {
-                Format::Npy => {
-                    for x in row {
-                        w.write_all(&x.to_le_bytes()).map_err(write_err)?;
-                    }
-                }
-                Format::Jsonl | Format::Json => {
-                    if self.format == Format::Json && self.rows + i > 0 {
-                        w.write_all(b",\n").map_err(write_err)?;
-                    }
-                    write!(w, "{{\"index\":{}", first + i).map_err(write_err)?;
-                    if let Some(id) = &rec.id {
-                        write!(w, ",\"id\":{}", id.get()).map_err(write_err)?;
-                    }
-                    w.write_all(b",\"embedding\":").map_err(write_err)?;
-                    serde_json::to_writer(&mut *w, row)
-                        .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
-                    w.write_all(b"}").map_err(write_err)?;
-                    if self.format == Format::Jsonl {
-                        w.write_all(b"\n").map_err(write_err)?;
-                    }
-                }
-            }
-        }
-        self.rows += records.len();
-        Ok(())
-    }
-
-    /// Completes the output (npy header, closing bracket, rename into place).
-    pub(crate) fn finish(mut self) -> Result<()> {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
         match self.format {
-            Format::Json => self.sink.write_all(b"]\n").map_err(write_err)?,
-            Format::Npy => {
-                let header = npy_header(self.rows, self.dim.unwrap_or(0));
-                match &mut self.sink {
-                    Sink::Memory(v) => {
-                        v[..NPY_HEADER_LEN].copy_from_slice(&header);
-                        let mut out = std::io::stdout().lock();
-                        out.write_all(v).map_err(write_err)?;
-                        out.flush().map_err(write_err)?;
-                    }
-                    Sink::File(w) => {
-                        w.flush().map_err(write_err)?;
-                        let f = w.get_mut();
-                        f.seek(SeekFrom::Start(0)).map_err(write_err)?;
-                        f.write_all(&header).map_err(write_err)?;
-                    }
-                    Sink::Stdout(_) => unreachable!("npy to stdout is held in memory"),
+            Format::Npy | Format::Parquet | Format::Arrow => {
+                for x in row {
+                    buf.extend_from_slice(&x.to_le_bytes());
                 }
             }
-            Format::Jsonl => {}
+            Format::Jsonl | Format::Json => {
+                if self.format == Format::Json && self.rows > 0 {
+                    buf.extend_from_slice(b",\n");
+                }
+                json_row(&mut buf, index, id, row);
+                if self.format == Format::Jsonl {
+                    buf.push(b'\n');
+                }
+            }
         }
-        self.sink.flush().map_err(write_err)?;
-        if let Sink::File(w) = &self.sink {
-            w.get_ref().sync_all().map_err(write_err)?;
+        let r = self.put(&buf);
+        self.buf = buf;
+        r?;
+        if let Some((w, p)) = &mut self.ids {
+            let mut line = Vec::with_capacity(32);
+            let _ = write!(line, "{index}");
+            if let Some(id) = id {
+                line.push(b'\t');
+                line.extend_from_slice(id.get().as_bytes());
+            }
+            line.push(b'\n');
+            w.write_all(&line).map_err(|e| io_err("write", p, e))?;
         }
-        if let Some((partial, dest)) = self.paths.take() {
-            std::fs::rename(&partial, &dest).map_err(write_err)?;
-        }
+        self.rows += 1;
         Ok(())
     }
 
-    /// Removes a partial output file after a failure.
-    pub(crate) fn abandon(mut self) {
-        let _ = self.sink.flush();
-        if let Some((partial, _)) = self.paths.take() {
-            let _ = std::fs::remove_file(partial);
+    /// Flushes and syncs the file output; returns the position a checkpoint
+    /// can cut back to. `None` for stdout.
+    pub(crate) fn sync(&mut self) -> Result<Option<Position>> {
+        let Sink::File { w, partial, .. } = &mut self.sink else {
+            return Ok(None);
+        };
+        w.flush().map_err(|e| io_err("write", partial, e))?;
+        w.get_ref()
+            .sync_data()
+            .map_err(|e| io_err("sync", partial, e))?;
+        let bytes = w
+            .get_ref()
+            .metadata()
+            .map_err(|e| io_err("read", partial, e))?
+            .len();
+        let mut id_bytes = 0;
+        if let Some((w, p)) = &mut self.ids {
+            w.flush().map_err(|e| io_err("write", p, e))?;
+            w.get_ref().sync_data().map_err(|e| io_err("sync", p, e))?;
+            id_bytes = w
+                .get_ref()
+                .metadata()
+                .map_err(|e| io_err("read", p, e))?
+                .len();
         }
+        Ok(Some(Position {
+            rows: self.rows,
+            bytes,
+            id_bytes,
+            dim: self.dim,
+        }))
+    }
+
+    /// Completes the output: npy header, closing bracket, or conversion to
+    /// Parquet/Arrow; then renames the partial file into place.
+    pub(crate) fn finish(mut self) -> Result<()> {
+        if self.format == Format::Json {
+            self.put(b"]\n")?;
+        }
+        let dim = self.dim.unwrap_or(0);
+        match &mut self.sink {
+            Sink::Stdout(w) => {
+                w.flush()
+                    .map_err(|e| io_err("write", Path::new("stdout"), e))?;
+            }
+            Sink::Memory(v) => {
+                v[..NPY_HEADER_LEN].copy_from_slice(&npy_header(self.rows, dim));
+                let mut out = std::io::stdout().lock();
+                out.write_all(v)
+                    .and_then(|()| out.flush())
+                    .map_err(|e| io_err("write", Path::new("stdout"), e))?;
+            }
+            Sink::File { w, partial, dest } => {
+                w.flush().map_err(|e| io_err("write", partial, e))?;
+                if self.format == Format::Npy {
+                    let f = w.get_mut();
+                    f.seek(SeekFrom::Start(0))
+                        .and_then(|_| f.write_all(&npy_header(self.rows, dim)))
+                        .map_err(|e| io_err("write", partial, e))?;
+                }
+                w.get_ref()
+                    .sync_all()
+                    .map_err(|e| io_err("sync", partial, e))?;
+                if let Some((ids, ids_path)) = self.ids.take() {
+                    drop(ids);
+                    let converted = with_suffix(dest, ".converting");
+                    convert(self.format, partial, &ids_path, &converted, dim)?;
+                    std::fs::rename(&converted, &*dest).map_err(|e| io_err("rename", dest, e))?;
+                    let _ = std::fs::remove_file(&*partial);
+                    let _ = std::fs::remove_file(&ids_path);
+                } else {
+                    std::fs::rename(&*partial, &*dest).map_err(|e| io_err("rename", dest, e))?;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
+/// `{"index":N[,"id":ID],"embedding":[..]}` with shortest round-trip floats.
+fn json_row(buf: &mut Vec<u8>, index: u64, id: Option<&RawValue>, row: &[f32]) {
+    buf.extend_from_slice(b"{\"index\":");
+    let _ = write!(buf, "{index}");
+    if let Some(id) = id {
+        buf.extend_from_slice(b",\"id\":");
+        buf.extend_from_slice(id.get().as_bytes());
+    }
+    buf.extend_from_slice(b",\"embedding\":[");
+    for (i, x) in row.iter().enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        // serde_json writes finite f32 with the shortest representation that round-trips.
+        serde_json::to_writer(&mut *buf, x).ok();
+    }
+    buf.extend_from_slice(b"]}");
+}
+
 /// The 128-byte `.npy` v1.0 header for a little-endian float32 (rows, dim) array.
-fn npy_header(rows: usize, dim: usize) -> [u8; NPY_HEADER_LEN] {
+fn npy_header(rows: u64, dim: usize) -> [u8; NPY_HEADER_LEN] {
     let mut h = [b' '; NPY_HEADER_LEN];
     h[..6].copy_from_slice(b"\x93NUMPY");
     h[6] = 1;
@@ -204,6 +344,137 @@ fn npy_header(rows: usize, dim: usize) -> [u8; NPY_HEADER_LEN] {
     h[10..10 + dict.len()].copy_from_slice(dict.as_bytes());
     h[NPY_HEADER_LEN - 1] = b'\n';
     h
+}
+
+/// Converts the raw spool (float32 rows + index/id lines) into Parquet or
+/// Arrow IPC, `CONVERT_ROWS` rows at a time (bounded memory).
+fn convert(format: Format, spool: &Path, ids: &Path, dest: &Path, dim: usize) -> Result<()> {
+    use arrow_array::builder::{StringBuilder, UInt64Builder};
+    use arrow_array::{ArrayRef, FixedSizeListArray, Float32Array, RecordBatch};
+    use arrow_schema::{DataType, Field, Schema};
+
+    let arrow_err = |e: &dyn std::fmt::Display| {
+        Error::new(
+            ErrorKind::Internal,
+            format!("cannot write {}: {e}", dest.display()),
+        )
+    };
+    let item = Arc::new(Field::new("item", DataType::Float32, false));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("index", DataType::UInt64, false),
+        Field::new("id", DataType::Utf8, true),
+        Field::new(
+            "embedding",
+            DataType::FixedSizeList(item.clone(), dim as i32),
+            false,
+        ),
+    ]));
+    let out = File::create(dest).map_err(|e| io_err("create", dest, e))?;
+    enum W {
+        Parquet(parquet::arrow::ArrowWriter<File>),
+        Arrow(arrow_ipc::writer::FileWriter<File>),
+    }
+    let mut writer = match format {
+        Format::Parquet => {
+            let props = parquet::file::properties::WriterProperties::builder()
+                .set_compression(parquet::basic::Compression::SNAPPY)
+                .build();
+            W::Parquet(
+                parquet::arrow::ArrowWriter::try_new(out, schema.clone(), Some(props))
+                    .map_err(|e| arrow_err(&e))?,
+            )
+        }
+        _ => W::Arrow(
+            arrow_ipc::writer::FileWriter::try_new(out, &schema).map_err(|e| arrow_err(&e))?,
+        ),
+    };
+    let mut rows_in = BufReader::with_capacity(
+        1 << 16,
+        File::open(spool).map_err(|e| io_err("read", spool, e))?,
+    );
+    let mut ids_in = BufReader::new(File::open(ids).map_err(|e| io_err("read", ids, e))?);
+    let row_bytes = dim * 4;
+    let mut raw = vec![0u8; row_bytes * CONVERT_ROWS];
+    let mut line = String::new();
+    loop {
+        // Fill up to CONVERT_ROWS whole rows.
+        let mut filled = 0;
+        while filled < raw.len() {
+            let n = rows_in
+                .read(&mut raw[filled..])
+                .map_err(|e| io_err("read", spool, e))?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        if filled % row_bytes.max(1) != 0 {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                format!("{} does not hold whole rows", spool.display()),
+            ));
+        }
+        let n = filled.checked_div(row_bytes).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        let values: Vec<f32> = raw[..filled]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let mut index = UInt64Builder::with_capacity(n);
+        let mut id = StringBuilder::new();
+        for _ in 0..n {
+            line.clear();
+            ids_in
+                .read_line(&mut line)
+                .map_err(|e| io_err("read", ids, e))?;
+            let l = line.trim_end_matches('\n');
+            let (i, rest) = match l.split_once('\t') {
+                Some((i, rest)) => (i, Some(rest)),
+                None => (l, None),
+            };
+            let i: u64 = i.parse().map_err(|_| {
+                Error::new(ErrorKind::Internal, format!("{} is damaged", ids.display()))
+            })?;
+            index.append_value(i);
+            match rest {
+                // A string id is stored as the string; any other JSON id as its JSON text.
+                Some(r) => match serde_json::from_str::<String>(r) {
+                    Ok(s) => id.append_value(s),
+                    Err(_) => id.append_value(r),
+                },
+                None => id.append_null(),
+            }
+        }
+        let list = FixedSizeListArray::try_new(
+            item.clone(),
+            dim as i32,
+            Arc::new(Float32Array::from(values)),
+            None,
+        )
+        .map_err(|e| arrow_err(&e))?;
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(index.finish()) as ArrayRef,
+                Arc::new(id.finish()),
+                Arc::new(list),
+            ],
+        )
+        .map_err(|e| arrow_err(&e))?;
+        match &mut writer {
+            W::Parquet(w) => w.write(&batch).map_err(|e| arrow_err(&e))?,
+            W::Arrow(w) => w.write(&batch).map_err(|e| arrow_err(&e))?,
+        }
+    }
+    match writer {
+        W::Parquet(w) => {
+            w.close().map_err(|e| arrow_err(&e))?;
+        }
+        W::Arrow(mut w) => w.finish().map_err(|e| arrow_err(&e))?,
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -218,5 +489,48 @@ mod tests {
         let text = std::str::from_utf8(&h[10..]).unwrap();
         assert!(text.contains("'shape': (1000000, 1536)"), "{text}");
         assert!(text.ends_with('\n'));
+    }
+
+    #[test]
+    fn json_rows_round_trip_f32_exactly() {
+        let row = [0.1f32, -1.0e-8, 3.4028235e38, 0.0];
+        let mut buf = Vec::new();
+        json_row(&mut buf, 7, None, &row);
+        let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(v["index"], 7);
+        let back: Vec<f32> = v["embedding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect();
+        assert_eq!(back, row);
+    }
+
+    #[test]
+    fn resume_cuts_back_to_the_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("o.jsonl");
+        let mut w = Writer::create(Some(&dest), Format::Jsonl).unwrap();
+        w.write(0, None, &[1.0]).unwrap();
+        let at = w.sync().unwrap().unwrap();
+        w.write(1, None, &[2.0]).unwrap();
+        w.sync().unwrap();
+        drop(w);
+        // Simulate a crash in the middle of a row.
+        let partial = with_suffix(&dest, ".partial");
+        let mut f = OpenOptions::new().append(true).open(&partial).unwrap();
+        f.write_all(b"{\"index\":2,\"embe").unwrap();
+        drop(f);
+        let mut w = Writer::resume(&dest, Format::Jsonl, at).unwrap();
+        assert_eq!(w.rows(), 1);
+        w.write(1, None, &[3.0]).unwrap();
+        w.finish().unwrap();
+        let text = std::fs::read_to_string(&dest).unwrap();
+        assert_eq!(
+            text,
+            "{\"index\":0,\"embedding\":[1.0]}\n{\"index\":1,\"embedding\":[3.0]}\n"
+        );
+        assert!(!partial.exists());
     }
 }

@@ -70,7 +70,8 @@ fn texts_become_jsonl_rows_in_order_with_the_mock_vectors() {
         assert!(rows[i].get("id").is_none());
         assert_vec(&floats(&rows[i]["embedding"]), "mock", text, 8);
     }
-    assert!(o.stderr.is_empty(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.starts_with("embed: 3 rows, 0 skipped,"), "{err}");
 }
 
 #[test]
@@ -90,7 +91,11 @@ fn jsonl_input_keeps_ids_and_stdin_works() {
     assert_eq!(rows[1]["id"], 2);
     assert_vec(&floats(&rows[1]["embedding"]), "mock", "beta", 4);
 
-    let rows = jsonl(&embed_in(&["-d", "4", "-i", "-"], Some(b"one\ntwo\n"), None));
+    let rows = jsonl(&embed_in(
+        &["-d", "4", "-i", "-"],
+        Some(b"one\ntwo\n"),
+        None,
+    ));
     assert_eq!(rows.len(), 2);
     assert_vec(&floats(&rows[1]["embedding"]), "mock", "two", 4);
     // No TEXT and no --input: stdin is read.
@@ -102,7 +107,17 @@ fn jsonl_input_keeps_ids_and_stdin_works() {
 fn npy_output_has_the_shape_and_values() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("v.npy");
-    let o = embed(&["-d", "5", "--format", "npy", "-o", out.to_str().unwrap(), "a", "b", "c"]);
+    let o = embed(&[
+        "-d",
+        "5",
+        "--format",
+        "npy",
+        "-o",
+        out.to_str().unwrap(),
+        "a",
+        "b",
+        "c",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(o.stdout.is_empty());
     let bytes = std::fs::read(&out).unwrap();
@@ -138,7 +153,10 @@ fn providers_lists_every_registered_provider() {
     let o = embed(&["providers"]);
     assert!(o.status.success());
     let text = String::from_utf8(o.stdout).unwrap();
-    let names: Vec<&str> = text.lines().map(|l| l.split('\t').next().unwrap()).collect();
+    let names: Vec<&str> = text
+        .lines()
+        .map(|l| l.split('\t').next().unwrap())
+        .collect();
     let want: Vec<&str> = embeddings::registered().iter().map(|r| r.name).collect();
     assert_eq!(names, want);
     assert!(names.contains(&"mock"));
@@ -177,7 +195,11 @@ fn config_file_and_env_and_flags_take_precedence_in_order() {
 /// naming the error kind.
 fn assert_fails(o: &Output, kind: &str, contains: &str) {
     assert!(!o.status.success(), "expected failure");
-    assert!(o.stdout.is_empty(), "stdout: {}", String::from_utf8_lossy(&o.stdout));
+    // Streamed rows before a bad input may precede the failure on stdout, but
+    // nothing that is not a row.
+    for line in String::from_utf8_lossy(&o.stdout).lines() {
+        assert!(line.starts_with("{\"index\":"), "stdout: {line}");
+    }
     let e = stderr(o);
     assert_eq!(e.lines().count(), 1, "one line: {e}");
     assert!(e.starts_with(&format!("embed: {kind}: ")), "{e}");
@@ -191,7 +213,11 @@ fn bad_input_gets_one_line_naming_the_kind() {
         "provider_not_found",
         "registered providers: ",
     );
-    assert_fails(&embed(&["-d", "0", "x"]), "invalid_config", "`dimensions` = 0");
+    assert_fails(
+        &embed(&["-d", "0", "x"]),
+        "invalid_config",
+        "`dimensions` = 0",
+    );
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("bad.toml");
     std::fs::write(&cfg, "dimension = 3\n").unwrap();
@@ -234,8 +260,416 @@ fn a_failing_provider_leaves_no_output_file() {
     )
     .unwrap();
     let out = dir.path().join("out.jsonl");
-    let o = embed(&["-c", cfg.to_str().unwrap(), "-o", out.to_str().unwrap(), "a", "b"]);
+    let o = embed(&[
+        "-c",
+        cfg.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "a",
+        "b",
+    ]);
     assert_fails(&o, "unavailable", "simulated failure");
-    assert!(!out.exists());
+    assert!(stderr(&o).contains("rerun with --resume"), "{}", stderr(&o));
+    assert!(
+        !out.exists(),
+        "a failed job must not leave a file that looks complete"
+    );
+}
+
+fn lines_file(dir: &Path, name: &str, n: usize) -> std::path::PathBuf {
+    let p = dir.join(name);
+    let mut text = String::new();
+    for i in 0..n {
+        text.push_str(&format!("line number {i}\n"));
+    }
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn read_npy(path: &Path) -> (Vec<u64>, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap();
+    let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
+    let shape = npy.shape().to_vec();
+    assert_eq!(npy.dtype(), npyz::DType::Plain("<f4".parse().unwrap()));
+    (shape, npy.into_vec::<f32>().unwrap())
+}
+
+#[test]
+fn every_output_format_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        "{\"id\":\"a\",\"text\":\"alpha\"}\n{\"id\":2,\"text\":\"beta\"}\n{\"text\":\"gamma\"}\n",
+    )
+    .unwrap();
+    let texts = ["alpha", "beta", "gamma"];
+    let run = |name: &str| {
+        let out = dir.path().join(name);
+        let o = embed(&[
+            "-d",
+            "6",
+            "-q",
+            "-i",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        assert!(!dir.path().join(format!("{name}.partial")).exists());
+        out
+    };
+    // npy, read back by an independent reader.
+    let (shape, values) = read_npy(&run("v.npy"));
+    assert_eq!(shape, [3, 6]);
+    for (i, t) in texts.iter().enumerate() {
+        assert_eq!(&values[i * 6..(i + 1) * 6], vector("mock", t, 6).as_slice());
+    }
+    // JSON and JSONL.
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run("v.json")).unwrap()).unwrap();
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(run("v.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for rows in [v.as_array().unwrap().clone(), lines] {
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0]["id"], "a");
+        assert_eq!(rows[1]["id"], 2);
+        assert!(rows[2].get("id").is_none());
+        for (i, t) in texts.iter().enumerate() {
+            assert_eq!(rows[i]["index"], i);
+            assert_eq!(floats(&rows[i]["embedding"]), vector("mock", t, 6));
+        }
+    }
+    // Parquet and Arrow IPC, read back with the arrow readers.
+    use arrow_array::{Array, FixedSizeListArray, Float32Array, StringArray, UInt64Array};
+    let check = |batches: Vec<arrow_array::RecordBatch>| {
+        let b = arrow_select_concat(&batches);
+        let index = b.column(0).as_any().downcast_ref::<UInt64Array>().unwrap();
+        let ids = b.column(1).as_any().downcast_ref::<StringArray>().unwrap();
+        let emb = b
+            .column(2)
+            .as_any()
+            .downcast_ref::<FixedSizeListArray>()
+            .unwrap();
+        assert_eq!(emb.value_length(), 6);
+        assert_eq!(ids.value(0), "a");
+        assert_eq!(ids.value(1), "2");
+        assert!(ids.is_null(2));
+        for (i, t) in texts.iter().enumerate() {
+            assert_eq!(index.value(i), i as u64);
+            let row = emb.value(i);
+            let row = row.as_any().downcast_ref::<Float32Array>().unwrap();
+            assert_eq!(row.values().to_vec(), vector("mock", t, 6));
+        }
+    };
+    let f = std::fs::File::open(run("v.parquet")).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+        .unwrap()
+        .build()
+        .unwrap();
+    check(reader.map(Result::unwrap).collect());
+    let f = std::fs::File::open(run("v.arrow")).unwrap();
+    let reader = arrow_ipc::reader::FileReader::try_new(f, None).unwrap();
+    check(reader.map(Result::unwrap).collect());
+}
+
+/// All record batches as one (the test files are small: one batch).
+fn arrow_select_concat(batches: &[arrow_array::RecordBatch]) -> arrow_array::RecordBatch {
+    assert_eq!(batches.len(), 1, "one record batch expected for 3 rows");
+    batches[0].clone()
+}
+
+#[test]
+fn csv_input_with_a_chosen_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("in.csv");
+    std::fs::write(&p, "key,body\nk1,\"hello, world\"\nk2,second\n").unwrap();
+    let rows = jsonl(&embed(&[
+        "-d",
+        "4",
+        "-q",
+        "-i",
+        p.to_str().unwrap(),
+        "--text-field",
+        "body",
+        "--id-field",
+        "key",
+    ]));
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["id"], "k1");
+    assert_vec(&floats(&rows[0]["embedding"]), "mock", "hello, world", 4);
+    assert_vec(&floats(&rows[1]["embedding"]), "mock", "second", 4);
+}
+
+#[test]
+fn several_input_files_are_read_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = lines_file(dir.path(), "a.txt", 3);
+    let b = dir.path().join("b.txt");
+    std::fs::write(&b, "last\n").unwrap();
+    let rows = jsonl(&embed(&[
+        "-d",
+        "4",
+        "-q",
+        "-i",
+        a.to_str().unwrap(),
+        "-i",
+        b.to_str().unwrap(),
+    ]));
+    assert_eq!(rows.len(), 4);
+    assert_vec(&floats(&rows[3]["embedding"]), "mock", "last", 4);
+    assert_eq!(rows[3]["index"], 3);
+}
+
+#[test]
+fn on_error_skip_leaves_bad_lines_out_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("in.jsonl");
+    std::fs::write(
+        &p,
+        "{\"text\":\"one\"}\nnot json\n{\"id\":3}\n{\"text\":\"\"}\n{\"text\":\"five\"}\n",
+    )
+    .unwrap();
+    let o = embed(&["-d", "4", "-i", p.to_str().unwrap(), "--on-error", "fail"]);
+    assert_fails(&o, "invalid_input", "in.jsonl line 2: not a JSON object");
+    let o = embed(&[
+        "-d",
+        "4",
+        "-i",
+        p.to_str().unwrap(),
+        "--on-error",
+        "skip",
+        "--stats",
+        "json",
+    ]);
+    let rows = jsonl(&o);
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["index"], 0);
+    assert_eq!(rows[1]["index"], 4, "index is the input position");
+    assert_vec(&floats(&rows[1]["embedding"]), "mock", "five", 4);
+    let stats: serde_json::Value = serde_json::from_str(stderr(&o).trim()).unwrap();
+    assert_eq!(stats["rows"], 2);
+    assert_eq!(stats["skipped"], 3);
+    let listed = stats["skipped_inputs"].to_string();
+    for want in ["line 2", "line 3", "line 4"] {
+        assert!(listed.contains(want), "{listed}");
+    }
+}
+
+#[test]
+fn on_error_skip_skips_inputs_the_provider_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "dimensions = 4\n[mock]\nmax_input_tokens = 3\n").unwrap();
+    let p = dir.path().join("in.txt");
+    std::fs::write(&p, "short\nthis line is far too long for the limit\nok\n").unwrap();
+    let args = ["-c", cfg.to_str().unwrap(), "-i", p.to_str().unwrap()];
+    let o = embed(&args);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("context_length_exceeded"),
+        "{}",
+        stderr(&o)
+    );
+    let mut skip = args.to_vec();
+    skip.extend(["--on-error", "skip", "--stats", "json"]);
+    let o = embed(&skip);
+    let rows = jsonl(&o);
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1]["index"], 2);
+    let stats: serde_json::Value = serde_json::from_str(stderr(&o).trim()).unwrap();
+    assert_eq!(stats["skipped"], 1);
+    assert!(
+        stats["skipped_inputs"][0]
+            .as_str()
+            .unwrap()
+            .contains("in.txt line 2")
+    );
+}
+
+#[test]
+fn similarity_ranks_identical_text_first() {
+    let o = embed(&["similarity", "-d", "16", "hello", "hello", "goodbye"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8(o.stdout).unwrap();
+    let lines: Vec<(f64, &str)> = text
+        .lines()
+        .map(|l| {
+            let (s, t) = l.split_once('\t').unwrap();
+            (s.parse().unwrap(), t)
+        })
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert!((lines[0].0 - 1.0).abs() < 1e-6 && lines[0].1 == "hello");
+    let a = vector("mock", "hello", 16);
+    let b = vector("mock", "goodbye", 16);
+    let dot: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+    assert!((lines[1].0 - f64::from(dot)).abs() < 1e-5);
+}
+
+/// Waits for `child` and returns (exit status code, its own peak RSS in KiB).
+#[allow(unsafe_code)]
+fn wait_with_peak_rss(mut child: std::process::Child) -> (i32, i64) {
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value, and wait4 only writes into
+    // the two locals for our own child process.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(r, pid, "wait4 failed");
+    // Already reaped by wait4: this only satisfies the Child's bookkeeping.
+    let _ = child.wait();
+    (status, usage.ru_maxrss)
+}
+
+#[test]
+fn memory_stays_bounded_on_a_large_corpus() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = lines_file(dir.path(), "big.txt", 200_000);
+    let out = dir.path().join("big.npy");
+    let child = Command::new(env!("CARGO_BIN_EXE_embed"))
+        .args([
+            "-q",
+            "-i",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (status, peak_kib) = wait_with_peak_rss(child);
+    assert_eq!(status, 0, "embed failed");
+    let (shape, values) = read_npy(&out);
+    assert_eq!(shape, [200_000, 128]);
+    assert_eq!(
+        &values[199_999 * 128..],
+        vector("mock", "line number 199999", 128).as_slice()
+    );
+    // The output alone is 100 MB: a job that held it would exceed this.
+    let peak_mib = peak_kib / 1024;
+    assert!(peak_mib < 64, "peak RSS {peak_mib} MiB");
+}
+
+#[test]
+fn a_killed_job_resumes_without_lost_duplicated_or_reordered_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = lines_file(dir.path(), "in.txt", 3000);
+    let cfg = dir.path().join("slow.toml");
+    std::fs::write(&cfg, "dimensions = 4\n[batch]\nmax_batch_size = 20\nconcurrency = 2\n[mock]\nlatency = \"20ms\"\n").unwrap();
+    let out = dir.path().join("out.jsonl");
+    let args = [
+        "-q",
+        "-c",
+        cfg.to_str().unwrap(),
+        "-i",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    // The job takes about 1.5 s; kill it somewhere after its first checkpoint.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let kill_after = std::time::Duration::from_millis(1100 + u64::from(nanos % 300));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_embed"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(kill_after);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!out.exists() || std::fs::read_to_string(&out).unwrap().lines().count() == 3000);
+    let mut resume = args.to_vec();
+    resume.retain(|a| *a != "-q");
+    resume.push("--resume");
+    let o = embed(&resume);
+    assert!(
+        o.status.success(),
+        "resume failed (killed after {kill_after:?}): {}",
+        stderr(&o)
+    );
+    let text = std::fs::read_to_string(&out).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3000, "killed after {kill_after:?}");
+    for (i, l) in lines.iter().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert_eq!(
+            v["index"], i,
+            "row {i} misplaced (killed after {kill_after:?})"
+        );
+        assert_eq!(
+            floats(&v["embedding"]),
+            vector("mock", &format!("line number {i}"), 4)
+        );
+    }
     assert!(!dir.path().join("out.jsonl.partial").exists());
+    assert!(!dir.path().join("out.jsonl.partial.checkpoint").exists());
+    // Resuming a finished job does nothing and says so.
+    let o = embed(&resume);
+    assert!(o.status.success());
+    assert!(stderr(&o).contains("nothing to resume"), "{}", stderr(&o));
+}
+
+#[test]
+fn resume_refuses_a_checkpoint_of_another_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "dimensions = 4\n[retry]\nenabled = false\n[mock]\nfail_on_calls = [2]\n[batch]\nmax_batch_size = 2\nconcurrency = 1\n").unwrap();
+    let input = lines_file(dir.path(), "in.txt", 10);
+    let out = dir.path().join("o.jsonl");
+    let o = embed(&[
+        "-c",
+        cfg.to_str().unwrap(),
+        "-i",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(dir.path().join("o.jsonl.partial.checkpoint").exists());
+    let o = embed(&[
+        "-c",
+        cfg.to_str().unwrap(),
+        "-m",
+        "other",
+        "-i",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--resume",
+    ]);
+    assert_fails(&o, "invalid_input", "saved by another job");
+    // The same job resumes from row 2 (call 2 failed; call 1 wrote rows 0-1).
+    std::fs::write(
+        &cfg,
+        "dimensions = 4\n[batch]\nmax_batch_size = 2\nconcurrency = 1\n",
+    )
+    .unwrap();
+    let o = embed(&[
+        "-c",
+        cfg.to_str().unwrap(),
+        "-i",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--resume",
+        "--stats",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stats: serde_json::Value = serde_json::from_str(stderr(&o).trim()).unwrap();
+    assert_eq!(stats["resumed_from_row"], 2);
+    assert_eq!(stats["rows"], 10);
+    let n = std::fs::read_to_string(&out).unwrap().lines().count();
+    assert_eq!(n, 10);
 }

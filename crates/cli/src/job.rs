@@ -1,0 +1,466 @@
+//! One embedding job: inputs streamed through the library's `embed_stream`
+//! (bounded memory), rows written in input order, checkpoints for
+//! `--resume`, progress, and the summary.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use embeddings::layers::{StreamOptions, embed_stream};
+use embeddings::{
+    Config, Embedder, Embeddings, Error, ErrorKind, ProviderInfo, Result, async_trait,
+};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::args::{EmbedArgs, OnError, StatsFormat};
+use crate::input::{Fields, InputReader, Source};
+use crate::output::{Position, Writer, with_suffix};
+use crate::progress::Progress;
+
+/// How often the partial output is synced and a checkpoint saved.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// Bad inputs listed by name in the summary (all are counted).
+const LISTED_SKIPS: usize = 20;
+
+/// Counts the requests that reach the provider (under every layer, so
+/// retried attempts count too) and the failed ones.
+#[derive(Debug)]
+pub(crate) struct Counting {
+    inner: Arc<dyn Embedder>,
+    requests: AtomicU64,
+    failures: AtomicU64,
+}
+
+impl Counting {
+    pub(crate) fn new(inner: Arc<dyn Embedder>) -> Self {
+        Counting {
+            inner,
+            requests: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+        }
+    }
+    fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+    fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+}
+
+#[async_trait]
+impl Embedder for Counting {
+    fn info(&self) -> &ProviderInfo {
+        self.inner.info()
+    }
+    fn dimension(&self) -> usize {
+        self.inner.dimension()
+    }
+    async fn embed_documents(&self, texts: &[&str]) -> Result<Embeddings> {
+        if texts.is_empty() {
+            return self.inner.embed_documents(texts).await;
+        }
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let r = self.inner.embed_documents(texts).await;
+        if r.is_err() {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        r
+    }
+    async fn health_check(&self) -> Result<()> {
+        self.inner.health_check().await
+    }
+    fn count_tokens(&self, text: &str) -> usize {
+        self.inner.count_tokens(text)
+    }
+    fn split_tokens<'a>(&self, text: &'a str, max_tokens: usize) -> Vec<&'a str> {
+        self.inner.split_tokens(text, max_tokens)
+    }
+}
+
+/// The end-of-job summary (`--stats json` prints it as is).
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct Summary {
+    pub(crate) rows: u64,
+    pub(crate) skipped: u64,
+    pub(crate) skipped_inputs: Vec<String>,
+    pub(crate) tokens: u64,
+    pub(crate) requests: u64,
+    pub(crate) retries: u64,
+    pub(crate) seconds: f64,
+    pub(crate) rows_per_second: f64,
+    pub(crate) resumed_from_row: Option<u64>,
+    pub(crate) output: Option<String>,
+}
+
+impl Summary {
+    pub(crate) fn print(&self, format: StatsFormat) {
+        match format {
+            StatsFormat::Json => {
+                if let Ok(s) = serde_json::to_string(self) {
+                    eprintln!("{s}");
+                }
+            }
+            StatsFormat::Text => {
+                let resumed = self
+                    .resumed_from_row
+                    .map(|r| format!(" (resumed at row {r})"))
+                    .unwrap_or_default();
+                eprintln!(
+                    "embed: {} rows{resumed}, {} skipped, {} tokens, {} requests, {} retries, {:.2} s, {:.0} rows/s{}",
+                    self.rows,
+                    self.skipped,
+                    self.tokens,
+                    self.requests,
+                    self.retries,
+                    self.seconds,
+                    self.rows_per_second,
+                    self.output
+                        .as_ref()
+                        .map(|o| format!(" -> {o}"))
+                        .unwrap_or_default()
+                );
+                for s in &self.skipped_inputs {
+                    eprintln!("embed: skipped {s}");
+                }
+                if self.skipped as usize > self.skipped_inputs.len() {
+                    eprintln!(
+                        "embed: ... and {} more skipped",
+                        self.skipped as usize - self.skipped_inputs.len()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// What `--resume` needs: where the job was, and proof it is the same job.
+#[derive(Debug, Serialize, Deserialize)]
+struct Checkpoint {
+    version: u32,
+    job: String,
+    /// Inputs done (written or skipped), from the start.
+    items: u64,
+    position: Position,
+    skipped: u64,
+    skipped_inputs: Vec<String>,
+    tokens: u64,
+}
+
+fn checkpoint_path(dest: &Path) -> PathBuf {
+    with_suffix(dest, ".partial.checkpoint")
+}
+
+fn save_checkpoint(dest: &Path, ck: &Checkpoint) -> Result<()> {
+    let path = checkpoint_path(dest);
+    let tmp = with_suffix(&path, ".tmp");
+    let text =
+        serde_json::to_vec(ck).map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut f, &text)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    };
+    write().map_err(|e| {
+        Error::new(
+            ErrorKind::Internal,
+            format!("cannot save the checkpoint {}: {e}", path.display()),
+        )
+    })
+}
+
+/// A text handed to the library, with what the output needs to know about it.
+struct Pending {
+    index: u64,
+    id: Option<Box<RawValue>>,
+    /// Kept only with `--on-error skip`, to retry a failed batch one by one.
+    text: Option<String>,
+    at: String,
+}
+
+#[derive(Default)]
+struct Shared {
+    pending: VecDeque<Pending>,
+    /// Bad inputs, by index.
+    skipped: Vec<(u64, String)>,
+    /// Reading stopped on this error.
+    fatal: Option<Error>,
+    read: u64,
+}
+
+/// Runs the job; returns its summary.
+pub(crate) async fn run(
+    embedder: Arc<dyn Embedder>,
+    counting: Arc<Counting>,
+    config: &Config,
+    args: &EmbedArgs,
+    sources: Vec<Source>,
+    job_id: String,
+) -> Result<Summary> {
+    let started = Instant::now();
+    let format = args.output_format();
+    let dest = args.output.as_deref().filter(|p| p.as_os_str() != "-");
+    let skip_mode = args.on_error == OnError::Skip;
+
+    // Resume, or start afresh.
+    let mut resumed: Option<Checkpoint> = None;
+    if args.resume {
+        let Some(dest) = dest else {
+            return Err(Error::invalid_input("--resume needs --output FILE"));
+        };
+        let ck_path = checkpoint_path(dest);
+        if ck_path.is_file() {
+            let text = std::fs::read(&ck_path).map_err(|e| {
+                Error::invalid_input(format!("cannot read {}: {e}", ck_path.display()))
+            })?;
+            let ck: Checkpoint = serde_json::from_slice(&text).map_err(|e| {
+                Error::invalid_input(format!("{} is damaged: {e}", ck_path.display()))
+            })?;
+            if ck.job != job_id {
+                return Err(Error::invalid_input(format!(
+                    "cannot resume: {} was saved by another job ({}); this one is ({job_id}). \
+                     Run without --resume to start again",
+                    ck_path.display(),
+                    ck.job
+                )));
+            }
+            resumed = Some(ck);
+        } else if dest.is_file() && !with_suffix(dest, ".partial").exists() {
+            let mut s = Summary {
+                output: Some(dest.display().to_string()),
+                ..Summary::default()
+            };
+            s.skipped_inputs
+                .push(format!("nothing to resume: {} is complete", dest.display()));
+            return Ok(s);
+        }
+    }
+    let mut writer = match (&resumed, dest) {
+        (Some(ck), Some(dest)) => Writer::resume(dest, format, ck.position)?,
+        _ => Writer::create(dest, format)?,
+    };
+    let start_row = writer.rows();
+
+    let mut reader = InputReader::new(
+        sources,
+        Fields {
+            text: args.text_field.clone(),
+            id: args.id_field.clone(),
+        },
+    );
+    let total = if args.quiet { None } else { total_items(args) };
+    let shared = Arc::new(Mutex::new(Shared::default()));
+    let mut tokens = 0u64;
+    let mut skipped_before = Vec::new();
+    let mut skipped_count_before = 0;
+    if let Some(ck) = &resumed {
+        for _ in 0..ck.items {
+            match reader.next_item() {
+                Some(Err(e)) if reader.is_fatal() => return Err(e),
+                Some(_) => {}
+                None => break,
+            }
+        }
+        shared.lock().unwrap_or_else(|p| p.into_inner()).read = ck.items;
+        tokens = ck.tokens;
+        skipped_before.clone_from(&ck.skipped_inputs);
+        skipped_count_before = ck.skipped;
+    }
+
+    // The text stream: reads lazily as the library asks for more.
+    let feed = Arc::clone(&shared);
+    let texts = futures::stream::iter(std::iter::from_fn(move || {
+        loop {
+            let item = reader.next_item()?;
+            let mut s = feed.lock().unwrap_or_else(|p| p.into_inner());
+            let index = s.read;
+            s.read += 1;
+            match item {
+                Ok(rec) => {
+                    s.pending.push_back(Pending {
+                        index,
+                        id: rec.id,
+                        text: skip_mode.then(|| rec.text.clone()),
+                        at: format!("{} line {}", rec.source, rec.line),
+                    });
+                    return Some(rec.text);
+                }
+                Err(e) if skip_mode && !reader.is_fatal() => {
+                    s.skipped.push((index, e.message().to_owned()));
+                }
+                Err(e) => {
+                    s.fatal = Some(e);
+                    return None;
+                }
+            }
+        }
+    }));
+    let options = StreamOptions::from_config(&config.batch);
+    let batch_size = options
+        .batch_size
+        .unwrap_or_else(|| embedder.info().max_batch_size)
+        .max(1);
+    let mut batches = embed_stream(Arc::clone(&embedder), texts, options);
+    let mut progress = Progress::new(args.quiet, total, start_row);
+    let mut last_checkpoint = Instant::now();
+
+    let checkpoint = |writer: &mut Writer, shared: &Shared, tokens: u64| -> Result<()> {
+        let (Some(dest), Some(position)) = (dest, writer.sync()?) else {
+            return Ok(());
+        };
+        // Every input before the first pending one is written or skipped.
+        let items = shared.pending.front().map_or(shared.read, |p| p.index);
+        let skipped_now: Vec<_> = shared.skipped.iter().filter(|(i, _)| *i < items).collect();
+        let mut listed = skipped_before.clone();
+        listed.extend(skipped_now.iter().map(|(_, m)| m.clone()));
+        listed.truncate(LISTED_SKIPS);
+        save_checkpoint(
+            dest,
+            &Checkpoint {
+                version: 1,
+                job: job_id.clone(),
+                items,
+                position,
+                skipped: skipped_count_before + skipped_now.len() as u64,
+                skipped_inputs: listed,
+                tokens,
+            },
+        )
+    };
+
+    let outcome: Result<()> = async {
+        while let Some(batch) = batches.next().await {
+            let (rows_meta, rows) = match batch {
+                Ok((range, rows)) => {
+                    let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
+                    let meta: Vec<Pending> = s.pending.drain(..range.len()).collect();
+                    (meta, Some(rows))
+                }
+                Err(e) => {
+                    let input_error = matches!(
+                        e.kind(),
+                        ErrorKind::InvalidInput | ErrorKind::ContextLengthExceeded
+                    );
+                    if !(skip_mode && input_error) {
+                        return Err(e);
+                    }
+                    // Batches are `batch_size` texts but the last, and the
+                    // failed one is the oldest pending: its texts lead the queue.
+                    let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
+                    let n = batch_size.min(s.pending.len());
+                    let meta: Vec<Pending> = s.pending.drain(..n).collect();
+                    (meta, None)
+                }
+            };
+            match rows {
+                Some(rows) => {
+                    tokens += rows.usage().map_or(0, |u| u.prompt_tokens);
+                    for (p, row) in rows_meta.iter().zip(rows.iter()) {
+                        writer.write(p.index, p.id.as_deref(), row)?;
+                    }
+                }
+                None => {
+                    // One by one: keep what embeds, skip what the provider refuses.
+                    for p in &rows_meta {
+                        let text = p.text.as_deref().unwrap_or_default();
+                        match embedder.embed_documents(&[text]).await {
+                            Ok(row) if row.len() == 1 => {
+                                tokens += row.usage().map_or(0, |u| u.prompt_tokens);
+                                writer.write(p.index, p.id.as_deref(), row.row(0))?;
+                            }
+                            Ok(_) => {
+                                return Err(Error::invalid_response("no vector for one input"));
+                            }
+                            Err(e)
+                                if matches!(
+                                    e.kind(),
+                                    ErrorKind::InvalidInput | ErrorKind::ContextLengthExceeded
+                                ) =>
+                            {
+                                let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
+                                s.skipped.push((p.index, format!("{}: {}", p.at, e)));
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+            }
+            let retries = counting.failures();
+            progress.update(writer.rows(), writer.rows() - start_row, tokens, retries);
+            if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+                let s = shared.lock().unwrap_or_else(|p| p.into_inner());
+                checkpoint(&mut writer, &s, tokens)?;
+                last_checkpoint = Instant::now();
+            }
+        }
+        let fatal = shared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .fatal
+            .take();
+        match fatal {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+    .await;
+    drop(batches);
+    progress.finish();
+
+    if let Err(e) = outcome {
+        // Save what is done, so that --resume continues from here.
+        let saved = {
+            let s = shared.lock().unwrap_or_else(|p| p.into_inner());
+            checkpoint(&mut writer, &s, tokens)
+        };
+        let hint = match (dest, saved) {
+            (Some(d), Ok(())) => format!(
+                "; {} rows are saved in {}: fix the cause and rerun with --resume to continue",
+                writer.rows(),
+                with_suffix(d, ".partial").display()
+            ),
+            _ => String::new(),
+        };
+        let msg = format!("{}{hint}", e.message());
+        return Err(e.with_message(msg));
+    }
+
+    let rows = writer.rows();
+    writer.finish()?;
+    if let Some(d) = dest {
+        let _ = std::fs::remove_file(checkpoint_path(d));
+    }
+    let s = shared.lock().unwrap_or_else(|p| p.into_inner());
+    let mut skipped_inputs = skipped_before;
+    skipped_inputs.extend(s.skipped.iter().map(|(_, m)| m.clone()));
+    skipped_inputs.truncate(LISTED_SKIPS);
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(Summary {
+        rows,
+        skipped: skipped_count_before + s.skipped.len() as u64,
+        skipped_inputs,
+        tokens,
+        requests: counting.requests(),
+        retries: counting.failures(),
+        seconds,
+        rows_per_second: (rows - start_row) as f64 / seconds.max(1e-9),
+        resumed_from_row: resumed.map(|_| start_row),
+        output: dest.map(|d| d.display().to_string()),
+    })
+}
+
+/// The number of inputs, when cheap to know (for the progress bar).
+fn total_items(args: &EmbedArgs) -> Option<u64> {
+    if !args.texts.is_empty() {
+        return Some(args.texts.len() as u64);
+    }
+    let mut total = 0;
+    for p in &args.input {
+        total += Source::path(p, args.input_format).count_items()?;
+    }
+    Some(total)
+}
