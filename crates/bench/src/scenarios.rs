@@ -1,0 +1,293 @@
+//! The deterministic benchmark scenarios counted by the `icount` runner under
+//! callgrind and gated by `cargo xtask bench-check`.
+//!
+//! A scenario is everything that does not depend on the network or on thread
+//! scheduling: fixed inputs, one thread (a current-thread tokio runtime), a
+//! fixed number of iterations. Its setup (building the embedder, the inputs
+//! and the runtime) happens outside the measured region; only the
+//! iterations are counted.
+//!
+//! Names are stable identifiers (they key the baseline file): rename one only
+//! together with a new baseline.
+
+use std::hint::black_box;
+
+use crate::fixtures::{self, BATCHES, DIMS, MODEL, QUERY};
+
+/// Runs the scenario's operation `n` times.
+pub type Run = Box<dyn FnMut(u64)>;
+
+/// One named, deterministic piece of work.
+pub struct Scenario {
+    /// The stable name, such as `embed_query/mock/256`.
+    pub name: String,
+    /// How many times the runner repeats the operation inside the measured
+    /// region (chosen so that each region counts a few million instructions).
+    pub iterations: u64,
+    setup: Box<dyn Fn() -> Run>,
+}
+
+impl std::fmt::Debug for Scenario {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scenario")
+            .field("name", &self.name)
+            .field("iterations", &self.iterations)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Scenario {
+    fn new(name: impl Into<String>, iterations: u64, setup: impl Fn() -> Run + 'static) -> Self {
+        Scenario {
+            name: name.into(),
+            iterations,
+            setup: Box::new(setup),
+        }
+    }
+
+    /// Builds the inputs (not measured) and returns the operation to repeat.
+    pub fn prepare(&self) -> Run {
+        (self.setup)()
+    }
+}
+
+/// Every scenario, in a fixed order.
+pub fn all() -> Vec<Scenario> {
+    let mut v = Vec::new();
+
+    // Registry: lookup alone, and lookup + validate + build (+ drop), the
+    // "factory" cost of issue 2 (target ≤ 0.5 µs).
+    v.push(Scenario::new("registry/find", 5_000, || {
+        Box::new(|n| {
+            for _ in 0..n {
+                black_box(embeddings::registry::find(black_box("mock")).ok());
+            }
+        })
+    }));
+    v.push(Scenario::new("registry/build/mock", 2_000, || {
+        let config = fixtures::config(256);
+        Box::new(move |n| {
+            for _ in 0..n {
+                black_box(embeddings::registry::build(black_box(&config)).ok());
+            }
+        })
+    }));
+    v.push(Scenario::new("facade/from_config/mock", 2_000, || {
+        let config = fixtures::config(256);
+        Box::new(move |n| {
+            for _ in 0..n {
+                black_box(embeddings::from_config(black_box(&config)).ok());
+            }
+        })
+    }));
+
+    // dimension(): a virtual call through `Arc<dyn Embedder>` (target ≤ 2 ns).
+    for (label, layered) in [("mock", false), ("layered", true)] {
+        v.push(Scenario::new(
+            format!("dimension/{label}"),
+            20_000,
+            move || {
+                let e = if layered {
+                    fixtures::layered(256)
+                } else {
+                    fixtures::bare(256)
+                };
+                Box::new(move |n| {
+                    for _ in 0..n {
+                        black_box(black_box(&e).dimension());
+                    }
+                })
+            },
+        ));
+    }
+
+    // embed_query on the bare mock from the registry.
+    for dim in DIMS {
+        let iterations = 256_000 / dim as u64;
+        v.push(Scenario::new(
+            format!("embed_query/mock/{dim}"),
+            iterations,
+            move || query(dim, false),
+        ));
+    }
+
+    // embed_documents on the bare mock from the registry.
+    for batch in BATCHES {
+        for dim in DIMS {
+            let iterations = (256_000 / (batch * dim) as u64).max(1);
+            v.push(Scenario::new(
+                format!("embed_documents/mock/{batch}x{dim}"),
+                iterations,
+                move || documents(batch, dim, false),
+            ));
+        }
+    }
+
+    // The same calls through the default layer stack of `from_config`: the
+    // difference to the bare mock is the layers' overhead.
+    v.push(Scenario::new("layers/embed_query/256", 1_000, || {
+        query(256, true)
+    }));
+    for batch in BATCHES {
+        let iterations = (256_000 / (batch * 256) as u64).max(1);
+        v.push(Scenario::new(
+            format!("layers/embed_documents/{batch}x256"),
+            iterations,
+            move || documents(batch, 256, true),
+        ));
+    }
+
+    // The batch layer's planner: 2048 inputs into requests of at most 256
+    // inputs and 2000 tokens.
+    v.push(Scenario::new("layers/plan_batches/2048", 200, || {
+        let counts = fixtures::token_counts(2048);
+        Box::new(move |n| {
+            for _ in 0..n {
+                black_box(embeddings::layers::plan_batches(
+                    black_box(&counts),
+                    256,
+                    2000,
+                ));
+            }
+        })
+    }));
+
+    // OpenAI request encoding (base64 asked, 1536 dimensions).
+    for (batch, iterations) in [(1, 2_000), (256, 50)] {
+        v.push(Scenario::new(
+            format!("openai/encode_request/{batch}"),
+            iterations,
+            move || {
+                use embeddings::openai::decode::{
+                    EmbeddingRequest, EncodingFormat, encode_request,
+                };
+                let texts: &'static [String] = Box::leak(fixtures::texts(batch).into_boxed_slice());
+                let refs = fixtures::refs(texts);
+                Box::new(move |n| {
+                    for _ in 0..n {
+                        let request = EmbeddingRequest {
+                            model: fixtures::OPENAI_MODEL,
+                            input: black_box(&refs),
+                            encoding_format: EncodingFormat::Base64,
+                            dimensions: Some(fixtures::OPENAI_DIM),
+                            user: None,
+                        };
+                        black_box(encode_request(&request).expect("encodes"));
+                    }
+                })
+            },
+        ));
+    }
+
+    // OpenAI response decoding: base64 vs JSON floats, 1536 dimensions.
+    for (format, base64) in [("base64", true), ("float", false)] {
+        for rows in [1, 256] {
+            let iterations = match (base64, rows) {
+                (true, 1) => 100,
+                (false, 1) => 10,
+                _ => 1,
+            };
+            v.push(Scenario::new(
+                format!("openai/decode/{format}/{rows}x{}", fixtures::OPENAI_DIM),
+                iterations,
+                move || {
+                    let body = fixtures::openai_response(rows, fixtures::OPENAI_DIM, base64);
+                    Box::new(move |n| {
+                        for _ in 0..n {
+                            black_box(
+                                embeddings::openai::decode::decode_response(
+                                    black_box(&body),
+                                    rows,
+                                    fixtures::OPENAI_DIM,
+                                )
+                                .expect("decodes"),
+                            );
+                        }
+                    })
+                },
+            ));
+        }
+    }
+
+    // Ollama `/api/embed` answer parsing, 768 dimensions.
+    for (rows, iterations) in [(1, 40), (256, 1)] {
+        v.push(Scenario::new(
+            format!("ollama/parse/{rows}x{}", fixtures::OLLAMA_DIM),
+            iterations,
+            move || {
+                let body = fixtures::ollama_response(rows, fixtures::OLLAMA_DIM);
+                Box::new(move |n| {
+                    for _ in 0..n {
+                        black_box(
+                            embeddings::ollama::parse_embed_response(
+                                black_box(&body),
+                                rows,
+                                Some(fixtures::OLLAMA_DIM),
+                            )
+                            .expect("parses"),
+                        );
+                    }
+                })
+            },
+        ));
+    }
+
+    v
+}
+
+/// The scenario called `name`.
+pub fn find(name: &str) -> Option<Scenario> {
+    all().into_iter().find(|s| s.name == name)
+}
+
+/// How many dimensions of extra work the `slowdown` feature adds to
+/// `embed_query/mock/256` (about 10% of the scenario's instructions).
+pub const SLOWDOWN_DIMS: usize = 26;
+
+fn query(dim: usize, layered: bool) -> Run {
+    let rt = fixtures::runtime();
+    let e = if layered {
+        fixtures::layered(dim)
+    } else {
+        fixtures::bare(dim)
+    };
+    let slow = cfg!(feature = "slowdown") && dim == 256 && !layered;
+    let mut scratch = vec![0.0f32; SLOWDOWN_DIMS];
+    Box::new(move |n| {
+        rt.block_on(async {
+            for _ in 0..n {
+                let v = e.embed_query(black_box(QUERY)).await.expect("mock query");
+                if slow {
+                    // The deliberately slower variant: a partial second vector.
+                    embeddings::mock::fill_vector(MODEL, QUERY, &mut scratch);
+                    black_box(&mut scratch);
+                }
+                black_box(v);
+            }
+        })
+    })
+}
+
+fn documents(batch: usize, dim: usize, layered: bool) -> Run {
+    let rt = fixtures::runtime();
+    let e = if layered {
+        fixtures::layered(dim)
+    } else {
+        fixtures::bare(dim)
+    };
+    // Leaked so that the borrowed inputs live as long as the closure; a
+    // scenario is prepared once per process.
+    let texts: &'static [String] = Box::leak(fixtures::texts(batch).into_boxed_slice());
+    let refs = fixtures::refs(texts);
+    Box::new(move |n| {
+        rt.block_on(async {
+            for _ in 0..n {
+                let rows = e
+                    .embed_documents(black_box(&refs))
+                    .await
+                    .expect("mock documents");
+                black_box(rows);
+            }
+        })
+    })
+}
