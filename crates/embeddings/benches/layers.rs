@@ -1,3 +1,38 @@
-//! Layer overhead over the bare mock provider (filled in below).
+//! Layer overhead: the default layer stack against the bare mock provider.
+//!
+//! `cargo bench -p embeddings --bench layers`; the difference between a
+//! `stack/*` and its `bare/*` median is what the layers cost per call.
 
-fn main() {}
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use embeddings::mock::MockEmbedder;
+use embeddings::{Config, Embedder, layers};
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let bare: Arc<dyn Embedder> = Arc::new(MockEmbedder::new("mock", 8).expect("mock"));
+    let stack = layers::apply(bare.clone(), &Config::for_provider("mock"));
+    let docs: Vec<String> = (0..5).map(|i| format!("document number {i}")).collect();
+    let docs: Vec<&str> = docs.iter().map(String::as_str).collect();
+
+    let mut g = c.benchmark_group("layers");
+    for (name, e) in [("bare", &bare), ("stack", &stack)] {
+        g.bench_function(format!("{name}/embed_query"), |b| {
+            b.to_async(&rt)
+                .iter(|| async { black_box(e.embed_query(black_box("hello")).await) })
+        });
+        g.bench_function(format!("{name}/embed_documents_5"), |b| {
+            b.to_async(&rt)
+                .iter(|| async { black_box(e.embed_documents(black_box(&docs)).await) })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

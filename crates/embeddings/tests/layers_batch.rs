@@ -143,16 +143,22 @@ async fn rows_are_reassembled_in_input_order_when_sub_batches_finish_out_of_orde
     assert_rows(&rows, "m", &refs(&owned));
     assert_eq!(probe.max_in_flight.load(Ordering::SeqCst), 8);
     assert_eq!(rows.usage().unwrap().prompt_tokens, {
-        owned.iter().map(|t| embeddings::estimate_tokens(t) as u64).sum::<u64>()
+        owned
+            .iter()
+            .map(|t| embeddings::estimate_tokens(t) as u64)
+            .sum::<u64>()
     });
 }
 
 #[tokio::test]
 async fn over_long_input_is_an_error_naming_its_index() {
-    let inner = mock(8, MockFaults {
-        max_input_tokens: Some(4),
-        ..MockFaults::default()
-    });
+    let inner = mock(
+        8,
+        MockFaults {
+            max_input_tokens: Some(4),
+            ..MockFaults::default()
+        },
+    );
     let layer = BatchLayer::new(inner.clone(), BatchConfig::default());
     let long = "this text has more than four tokens";
     let e = layer
@@ -168,10 +174,13 @@ async fn over_long_input_is_an_error_naming_its_index() {
 
 #[tokio::test]
 async fn truncate_keeps_the_first_tokens() {
-    let inner = mock(8, MockFaults {
-        max_input_tokens: Some(4),
-        ..MockFaults::default()
-    });
+    let inner = mock(
+        8,
+        MockFaults {
+            max_input_tokens: Some(4),
+            ..MockFaults::default()
+        },
+    );
     let config = BatchConfig {
         over_length: OverLengthPolicy::Truncate,
         ..BatchConfig::default()
@@ -188,11 +197,14 @@ async fn truncate_keeps_the_first_tokens() {
 
 #[tokio::test]
 async fn chunk_averages_pieces_weighted_by_tokens_and_renormalises() {
-    let inner = mock(8, MockFaults {
-        max_input_tokens: Some(2),
-        max_batch_size: Some(2),
-        ..MockFaults::default()
-    });
+    let inner = mock(
+        8,
+        MockFaults {
+            max_input_tokens: Some(2),
+            max_batch_size: Some(2),
+            ..MockFaults::default()
+        },
+    );
     let config = BatchConfig {
         over_length: OverLengthPolicy::Chunk,
         ..BatchConfig::default()
@@ -225,11 +237,14 @@ async fn chunk_averages_pieces_weighted_by_tokens_and_renormalises() {
 
 #[tokio::test]
 async fn a_failed_sub_batch_fails_the_call_naming_its_inputs() {
-    let inner = mock(8, MockFaults {
-        max_batch_size: Some(2),
-        fail_on_calls: vec![2],
-        ..MockFaults::default()
-    });
+    let inner = mock(
+        8,
+        MockFaults {
+            max_batch_size: Some(2),
+            fail_on_calls: vec![2],
+            ..MockFaults::default()
+        },
+    );
     let config = BatchConfig {
         concurrency: 1,
         ..BatchConfig::default()
@@ -271,11 +286,14 @@ async fn transient_faults_through_the_registry_end_with_every_row_in_place() {
 
 #[tokio::test(start_paused = true)]
 async fn retries_go_to_the_failed_sub_batch_alone() {
-    let inner = mock(8, MockFaults {
-        max_batch_size: Some(2),
-        fail_on_calls: vec![2],
-        ..MockFaults::default()
-    });
+    let inner = mock(
+        8,
+        MockFaults {
+            max_batch_size: Some(2),
+            fail_on_calls: vec![2],
+            ..MockFaults::default()
+        },
+    );
     let mut config = Config::for_provider("mock");
     config.batch.concurrency = 1;
     config.retry = RetryConfig {
@@ -335,11 +353,14 @@ async fn stream_reads_ahead_no_more_than_its_concurrency() {
 
 #[tokio::test]
 async fn stream_reports_a_failed_batch_by_range_and_goes_on() {
-    let inner = mock(4, MockFaults {
-        fail_on_calls: vec![2],
-        error_kind: "invalid_input".into(),
-        ..MockFaults::default()
-    });
+    let inner = mock(
+        4,
+        MockFaults {
+            fail_on_calls: vec![2],
+            error_kind: "invalid_input".into(),
+            ..MockFaults::default()
+        },
+    );
     let items: Vec<_> = embed_iter(
         inner,
         texts(25),

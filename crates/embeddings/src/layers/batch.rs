@@ -261,12 +261,8 @@ impl BatchLayer {
             let e = res.map_err(|e| name_range(e, &r))?;
             if e.len() != r.len() {
                 return Err(name_range(
-                    Error::invalid_response(format!(
-                        "{} vectors for {} inputs",
-                        e.len(),
-                        r.len()
-                    ))
-                    .with_provider(inner.info().provider.clone()),
+                    Error::invalid_response(format!("{} vectors for {} inputs", e.len(), r.len()))
+                        .with_provider(inner.info().provider.clone()),
                     &r,
                 ));
             }
@@ -387,9 +383,8 @@ impl Embedder for BatchLayer {
             }
             OverLengthPolicy::Chunk => {
                 let e = self.embed_planned(&[text], limits).await?;
-                e.into_single().ok_or_else(|| {
-                    Error::new(ErrorKind::Internal, "no vector for a chunked query")
-                })
+                e.into_single()
+                    .ok_or_else(|| Error::new(ErrorKind::Internal, "no vector for a chunked query"))
             }
         }
     }

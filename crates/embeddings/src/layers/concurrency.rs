@@ -9,7 +9,7 @@ use tokio::sync::Semaphore;
 use super::forward_sync;
 
 /// Lets at most `max_in_flight` calls reach the inner embedder at once; the
-/// others wait (in FIFO order) for a free slot. Clones share the bound.
+/// others wait for a free slot. Clones share the bound.
 /// A waiting or running call that is dropped gives its slot back.
 ///
 /// ```
@@ -54,9 +54,12 @@ impl ConcurrencyLayer {
     }
 
     async fn run<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
-        let _permit = self.semaphore.acquire().await.map_err(|_| {
-            Error::new(ErrorKind::Cancelled, "the concurrency limiter was closed")
-        })?;
+        let _permit = match self.semaphore.try_acquire() {
+            Ok(permit) => permit,
+            Err(_) => self.semaphore.acquire().await.map_err(|_| {
+                Error::new(ErrorKind::Cancelled, "the concurrency limiter was closed")
+            })?,
+        };
         fut.await
     }
 }

@@ -25,7 +25,7 @@ pub mod metric_names {
     pub const TOKENS: &str = "embeddings_tokens_total";
     /// Counter: vectors returned.
     pub const ROWS: &str = "embeddings_rows_total";
-    /// Histogram: duration of a call in seconds (retries and waits included).
+    /// Histogram: wall-clock duration of a call in seconds (retries and waits included).
     pub const LATENCY: &str = "embeddings_request_duration_seconds";
     /// Gauge: calls in progress.
     pub const IN_FLIGHT: &str = "embeddings_in_flight";
@@ -35,11 +35,7 @@ pub mod metric_names {
 /// for exporters such as Prometheus. Optional.
 pub fn describe_metrics() {
     use metrics::Unit;
-    metrics::describe_counter!(
-        metric_names::REQUESTS,
-        Unit::Count,
-        "embedding calls made"
-    );
+    metrics::describe_counter!(metric_names::REQUESTS, Unit::Count, "embedding calls made");
     metrics::describe_counter!(
         metric_names::ERRORS,
         Unit::Count,
@@ -50,11 +46,7 @@ pub fn describe_metrics() {
         Unit::Count,
         "requests retried, by error kind"
     );
-    metrics::describe_counter!(
-        metric_names::TOKENS,
-        Unit::Count,
-        "input tokens embedded"
-    );
+    metrics::describe_counter!(metric_names::TOKENS, Unit::Count, "input tokens embedded");
     metrics::describe_counter!(metric_names::ROWS, Unit::Count, "vectors returned");
     metrics::describe_histogram!(
         metric_names::LATENCY,
@@ -164,7 +156,7 @@ impl InstrumentLayer {
         );
         metrics::with_recorder(|r| r.register_counter(&k.requests, &METADATA).increment(1));
         let in_flight = InFlight::start(&k.in_flight);
-        let start = tokio::time::Instant::now();
+        let start = std::time::Instant::now();
         let result = fut.instrument(span.clone()).await;
         let seconds = start.elapsed().as_secs_f64();
         drop(in_flight);
@@ -211,7 +203,10 @@ impl InstrumentLayer {
     fn tokens_of(&self, texts: &[&str], e: &Embeddings) -> u64 {
         match e.usage() {
             Some(u) => u.prompt_tokens,
-            None => texts.iter().map(|t| self.inner.count_tokens(t) as u64).sum(),
+            None => texts
+                .iter()
+                .map(|t| self.inner.count_tokens(t) as u64)
+                .sum(),
         }
     }
 }

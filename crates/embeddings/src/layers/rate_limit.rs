@@ -107,6 +107,9 @@ impl RateLimitLayer {
     /// How long new requests are held by the adaptive pause from now.
     pub fn held_for(&self) -> Duration {
         let until = self.state.hold_until.load(Ordering::Relaxed);
+        if until == 0 {
+            return Duration::ZERO;
+        }
         Duration::from_nanos(until).saturating_sub(self.state.clock.now())
     }
 
@@ -148,7 +151,12 @@ impl RateLimitLayer {
     }
 
     /// Reads what the server said about the budget.
-    fn observe<T>(&self, result: &Result<T>, snapshot: Option<&RateLimitSnapshot>, tokens: usize) {
+    fn observe<T>(
+        &self,
+        result: &Result<T>,
+        snapshot: Option<&RateLimitSnapshot>,
+        tokens: impl FnOnce() -> usize,
+    ) {
         if !self.state.adaptive {
             return;
         }
@@ -171,7 +179,7 @@ impl RateLimitLayer {
                         s.limit_tokens,
                         s.remaining_tokens,
                         s.reset_tokens,
-                        tokens as u64,
+                        tokens() as u64,
                     ));
                     self.hold_for(wait);
                 }
@@ -209,16 +217,16 @@ impl Embedder for RateLimitLayer {
     forward_sync!();
 
     async fn embed_documents(&self, texts: &[&str]) -> Result<Embeddings> {
-        let s = &*self.state;
-        let tokens = if s.tokens.is_some() || s.adaptive {
-            texts.iter().map(|t| self.inner.count_tokens(t)).sum()
+        let count = || -> usize { texts.iter().map(|t| self.inner.count_tokens(t)).sum() };
+        let tokens = if self.state.tokens.is_some() {
+            Some(count())
         } else {
-            0
+            None
         };
-        self.acquire(tokens).await;
+        self.acquire(tokens.unwrap_or(0)).await;
         let r = self.inner.embed_documents(texts).await;
         let snapshot = r.as_ref().ok().and_then(Embeddings::rate_limits);
-        self.observe(&r, snapshot, tokens);
+        self.observe(&r, snapshot, || tokens.unwrap_or_else(count));
         r
     }
 
@@ -230,7 +238,7 @@ impl Embedder for RateLimitLayer {
         };
         self.acquire(tokens).await;
         let r = self.inner.embed_query(text).await;
-        self.observe(&r, None, tokens);
+        self.observe(&r, None, || tokens);
         r
     }
 

@@ -106,7 +106,12 @@ where
                 let range = i * batch_size..i * batch_size + texts.len();
                 let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
                 let name = |e: Error| {
-                    let msg = format!("inputs {}..{} failed: {}", range.start, range.end, e.message());
+                    let msg = format!(
+                        "inputs {}..{} failed: {}",
+                        range.start,
+                        range.end,
+                        e.message()
+                    );
                     e.with_message(msg)
                 };
                 let rows = embedder.embed_documents(&refs).await.map_err(name)?;

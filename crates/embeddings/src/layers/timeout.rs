@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use embeddings_core::{Embedder, Embeddings, Error, ErrorKind, Result, async_trait};
@@ -49,6 +50,11 @@ impl TimeoutLayer {
     }
 
     async fn run<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
+        let mut fut = std::pin::pin!(fut);
+        // An answer ready at once needs no timer.
+        if let Poll::Ready(r) = futures::poll!(fut.as_mut()) {
+            return r;
+        }
         match tokio::time::timeout(self.per_attempt, fut).await {
             Ok(r) => r,
             Err(_) => Err(Error::new(

@@ -140,7 +140,10 @@ pub fn assert_rows(rows: &Embeddings, model: &str, texts: &[&str]) {
     for (i, t) in texts.iter().enumerate() {
         let want = embeddings::mock::vector(model, t, rows.dim());
         for (a, b) in rows.row(i).iter().zip(&want) {
-            assert!((a - b).abs() < 1e-5, "row {i} ({t:?}) is not its input's vector");
+            assert!(
+                (a - b).abs() < 1e-5,
+                "row {i} ({t:?}) is not its input's vector"
+            );
         }
     }
 }
