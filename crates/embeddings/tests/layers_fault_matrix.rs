@@ -349,3 +349,120 @@ async fn integrity_under_load() {
         stats.faults
     );
 }
+
+/// Throughput against 100 ms of latency per request, by concurrency
+/// (`batch.concurrency` and `concurrency.max_in_flight`). A report, not a
+/// check: `cargo test -p embeddings --features full --test layers_fault_matrix
+/// -- --ignored --nocapture throughput`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a real-time measurement; run by hand"]
+async fn throughput_by_concurrency() {
+    let server = FakeServer::start(FakeServerConfig::default())
+        .await
+        .unwrap();
+    server.set_faults(vec![
+        Fault::new(FaultAction::Latency(Latency::Fixed(Duration::from_millis(
+            100,
+        ))))
+        .on(Route::OpenaiEmbeddings),
+    ]);
+    for concurrency in [1usize, 4, 16, 64] {
+        let mut config = Provider::Openai.config(&server, "");
+        config.batch.max_batch_size = Some(16);
+        config.batch.concurrency = concurrency;
+        config.concurrency.max_in_flight = Some(concurrency);
+        let embedder = embeddings::from_config(&config).unwrap();
+        let inputs = texts(16 * 10 * concurrency);
+        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        let start = std::time::Instant::now();
+        let rows = embedder.embed_documents(&refs).await.unwrap();
+        let secs = start.elapsed().as_secs_f64();
+        check_rows(&rows, Provider::Openai, &inputs).unwrap();
+        println!(
+            "concurrency {concurrency:>2}: {:>6.0} inputs/s, {:>5.1} requests/s",
+            inputs.len() as f64 / secs,
+            (inputs.len() / 16) as f64 / secs
+        );
+    }
+}
+
+/// A long job against a server enforcing L tokens per minute, with 100 ms
+/// latency: the rate achieved once the first minute's burst is spent, as a
+/// share of L, and the 429s; first with L configured in the rate-limit layer,
+/// then with the adaptive part alone (the server's headers and 429s).
+/// `... -- --ignored --nocapture sustained`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a real-time measurement (about 70 s); run by hand"]
+async fn sustained_rate_under_a_token_limit() {
+    const L: u32 = 300_000;
+    for configured in [true, false] {
+        sustained_run(L, configured).await;
+    }
+}
+
+async fn sustained_run(l: u32, configured: bool) {
+    use embeddings::layers::{StreamOptions, embed_iter};
+    use futures::StreamExt;
+
+    let server = FakeServer::start(FakeServerConfig {
+        tokens_per_minute: Some(l),
+        ..FakeServerConfig::default()
+    })
+    .await
+    .unwrap();
+    server.set_faults(vec![
+        Fault::new(FaultAction::Latency(Latency::Fixed(Duration::from_millis(
+            100,
+        ))))
+        .on(Route::OpenaiEmbeddings),
+    ]);
+    let limit = if configured {
+        format!("[rate_limit]\ntokens_per_minute = {l}\n")
+    } else {
+        String::new()
+    };
+    let mut config = Provider::Openai.config(&server, &limit);
+    config.batch.max_batch_size = Some(64);
+    config.batch.concurrency = 8;
+    config.retry.max_retries = 10;
+    config.retry.max_retry_after = Duration::from_secs(60);
+    config.timeout.per_attempt = Some(Duration::from_secs(30));
+    let embedder = embeddings::from_config(&config).unwrap();
+    let inputs = texts(45_000);
+    let options = StreamOptions::from_config(&config.batch);
+    let mut batches = Box::pin(embed_iter(embedder.clone(), inputs.clone(), options));
+    let start = std::time::Instant::now();
+    let mut done = 0usize;
+    let mut tokens = 0usize;
+    let mut window: Option<(f64, usize)> = None;
+    while let Some(batch) = batches.next().await {
+        let (range, rows) = batch.unwrap();
+        assert_eq!(range.start, done);
+        check_rows(&rows, Provider::Openai, &inputs[range.clone()]).unwrap();
+        done = range.end;
+        tokens += inputs[range]
+            .iter()
+            .map(|t| embedder.count_tokens(t))
+            .sum::<usize>();
+        if window.is_none() && tokens as f64 > 1.1 * f64::from(l) {
+            window = Some((start.elapsed().as_secs_f64(), tokens));
+        }
+    }
+    assert_eq!(done, inputs.len());
+    let secs = start.elapsed().as_secs_f64();
+    let (t0, k0) = window.expect("the job outlasted the burst");
+    let steady = (tokens - k0) as f64 / (secs - t0) * 60.0;
+    let stats = server.stats();
+    println!(
+        "sustained ({}): {tokens} tokens in {secs:.1} s; after the burst {steady:.0} \
+         tokens/min = {:.1}% of L = {l}; {} requests, {} answered 429, 0 failed inputs",
+        if configured {
+            "limit configured"
+        } else {
+            "adaptive only"
+        },
+        steady / f64::from(l) * 100.0,
+        stats.route(Route::OpenaiEmbeddings),
+        stats.count(Route::OpenaiEmbeddings, 429),
+    );
+}
