@@ -673,3 +673,53 @@ fn resume_refuses_a_checkpoint_of_another_job() {
     let n = std::fs::read_to_string(&out).unwrap().lines().count();
     assert_eq!(n, 10);
 }
+
+/// numpy reads the `.npy` output. CI installs numpy (`.ci/run`), where a
+/// missing numpy fails this test; elsewhere it is skipped with a note.
+#[test]
+fn numpy_loads_the_npy_output() {
+    let have_numpy = Command::new("python3")
+        .args(["-c", "import numpy"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_numpy {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have numpy (see .ci/run)"
+        );
+        eprintln!("skipped: python3 with numpy is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("v.npy");
+    let o = embed(&[
+        "-q",
+        "-d",
+        "7",
+        "-o",
+        out.to_str().unwrap(),
+        "alpha",
+        "beta",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let py = Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, numpy; v = numpy.load(sys.argv[1]); \
+             print(json.dumps({'shape': list(v.shape), 'dtype': str(v.dtype), 'values': v.tolist()}))",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        py.status.success(),
+        "{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
+    assert_eq!(v["shape"], serde_json::json!([2, 7]));
+    assert_eq!(v["dtype"], "float32");
+    for (i, t) in ["alpha", "beta"].iter().enumerate() {
+        assert_eq!(floats(&v["values"][i]), vector("mock", t, 7));
+    }
+}
