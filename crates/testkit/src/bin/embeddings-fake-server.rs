@@ -20,7 +20,7 @@ struct Args {
     /// The address to listen on. Overrides `host` in the config (default 127.0.0.1).
     #[arg(long)]
     host: Option<IpAddr>,
-    /// A TOML configuration: models, api_key, limits, [[faults]].
+    /// A TOML configuration: models, api_key, limits and `[[faults]]`.
     #[arg(long, short)]
     config: Option<PathBuf>,
     /// Require this API key on OpenAI routes. Overrides `api_key` in the config.

@@ -36,7 +36,7 @@ impl FaultState {
         let n = self.seen;
         match self.fault.trigger {
             Trigger::Always => true,
-            Trigger::EveryNth(k) => k > 0 && n.is_multiple_of(k),
+            Trigger::EveryNth(k) => k > 0 && n % k == 0,
             Trigger::Nth(k) => n == k,
             Trigger::First(k) => n <= k,
             Trigger::Rate { probability, .. } => self.next_f64() < probability,

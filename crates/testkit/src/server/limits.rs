@@ -181,7 +181,7 @@ pub(crate) fn format_reset(d: Duration) -> String {
     }
     let minutes = ms / 60_000;
     let rest_ms = ms % 60_000;
-    let secs = if rest_ms.is_multiple_of(1000) {
+    let secs = if rest_ms % 1000 == 0 {
         format!("{}", rest_ms / 1000)
     } else {
         let s = format!("{:.3}", rest_ms as f64 / 1000.0);

@@ -447,7 +447,9 @@ async fn dispatch(inner: Arc<Inner>, route: Route, req: Request) -> Response {
         }
     };
     let mut reply = reply;
-    if route.is_embedding() && !reply.headers.contains_key("x-ratelimit-limit-requests") {
+    if (route.is_embedding() || route.is_openai())
+        && !reply.headers.contains_key("x-ratelimit-limit-requests")
+    {
         lock(&inner.limits).peek().write(&mut reply.headers);
     }
     finish(

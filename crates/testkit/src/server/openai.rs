@@ -83,9 +83,10 @@ fn parse_error(e: &serde_json::Error) -> Reply {
     match e.classify() {
         Category::Data => {
             let text = e.to_string();
-            if let Some(rest) = text.strip_prefix("unknown field `")
-                && let Some(name) = rest.split('`').next()
-            {
+            let unknown = text
+                .strip_prefix("unknown field `")
+                .and_then(|rest| rest.split('`').next());
+            if let Some(name) = unknown {
                 return bad_request(
                     &format!("Unrecognized request argument supplied: {name}"),
                     None,
@@ -271,32 +272,30 @@ pub(crate) fn embeddings(ctx: &Ctx<'_>) -> Reply {
 
     let plan = plan_rows(texts.len(), dim, ctx.rows, true);
     let rows = Rows::compute(&model, &texts, plan);
-    let mut body = Vec::with_capacity(if base64 {
-        rows.floats() * 16 / 3 + rows.len() * 64 + 256
+    let body = if base64 {
+        base64_body(&rows, &model, total)
     } else {
-        rows.floats() * 12 + rows.len() * 64 + 256
-    });
-    let response = EmbeddingResponse {
-        object: "list",
-        data: Data {
-            rows: &rows,
-            base64,
-        },
-        model: &model,
-        usage: Usage {
-            prompt_tokens: total,
-            total_tokens: total,
-        },
+        let mut body = Vec::with_capacity(rows.floats() * 12 + rows.len() * 64 + 256);
+        let response = EmbeddingResponse {
+            object: "list",
+            data: FloatData(&rows),
+            model: &model,
+            usage: Usage {
+                prompt_tokens: total,
+                total_tokens: total,
+            },
+        };
+        if serde_json::to_writer(&mut body, &response).is_err() {
+            return openai_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "could not encode the response",
+                "server_error",
+                None,
+                None,
+            );
+        }
+        body
     };
-    if serde_json::to_writer(&mut body, &response).is_err() {
-        return openai_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "could not encode the response",
-            "server_error",
-            None,
-            None,
-        );
-    }
     let mut reply = Reply::bytes(StatusCode::OK, JSON, body).header("openai-model", &model);
     snapshot.write(&mut reply.headers);
     reply.inputs = texts.len() as u64;
@@ -316,7 +315,7 @@ fn too_many_inputs(n: usize) -> Reply {
 #[derive(Serialize)]
 struct EmbeddingResponse<'a> {
     object: &'static str,
-    data: Data<'a>,
+    data: FloatData<'a>,
     model: &'a str,
     usage: Usage,
 }
@@ -327,49 +326,68 @@ struct Usage {
     total_tokens: usize,
 }
 
-struct Data<'a> {
-    rows: &'a Rows,
-    base64: bool,
-}
+/// The `data` list with float vectors.
+struct FloatData<'a>(&'a Rows);
 
 #[derive(Serialize)]
-struct Item<E: Serialize> {
+struct Item<'a> {
     object: &'static str,
     index: usize,
-    embedding: E,
+    embedding: &'a [f32],
 }
 
-impl Serialize for Data<'_> {
+impl Serialize for FloatData<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeSeq;
-        let mut seq = s.serialize_seq(Some(self.rows.len()))?;
-        let mut bytes: Vec<u8> = Vec::new();
-        let mut text = String::new();
-        for (i, plan) in self.rows.plan.iter().enumerate() {
-            let row = self.rows.row(i);
-            if self.base64 {
-                bytes.clear();
-                bytes.reserve(row.len() * 4);
-                for x in row {
-                    bytes.extend_from_slice(&x.to_le_bytes());
-                }
-                text.clear();
-                BASE64.encode_string(&bytes, &mut text);
-                seq.serialize_element(&Item {
-                    object: "embedding",
-                    index: plan.index,
-                    embedding: text.as_str(),
-                })?;
-            } else {
-                seq.serialize_element(&Item {
-                    object: "embedding",
-                    index: plan.index,
-                    embedding: row,
-                })?;
-            }
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for (i, plan) in self.0.plan.iter().enumerate() {
+            seq.serialize_element(&Item {
+                object: "embedding",
+                index: plan.index,
+                embedding: self.0.row(i),
+            })?;
         }
         seq.end()
     }
+}
+
+/// The same JSON as [`EmbeddingResponse`] with base64 vectors, written
+/// directly: base64 needs no escaping, so the (large) strings are encoded
+/// straight into the body instead of being scanned again by serde_json.
+fn base64_body(rows: &Rows, model: &str, tokens: usize) -> Vec<u8> {
+    use std::io::Write as _;
+    let encoded: usize = rows.plan.iter().map(|r| (r.dim * 4).div_ceil(3) * 4).sum();
+    let mut out = Vec::with_capacity(encoded + rows.len() * 64 + model.len() + 128);
+    let mut bytes: Vec<u8> = Vec::new();
+    out.extend_from_slice(br#"{"object":"list","data":["#);
+    for (i, plan) in rows.plan.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let _ = write!(
+            out,
+            r#"{{"object":"embedding","index":{},"embedding":""#,
+            plan.index
+        );
+        let row = rows.row(i);
+        bytes.clear();
+        bytes.reserve(row.len() * 4);
+        for x in row {
+            bytes.extend_from_slice(&x.to_le_bytes());
+        }
+        let at = out.len();
+        out.resize(at + (bytes.len()).div_ceil(3) * 4, 0);
+        let written = BASE64.encode_slice(&bytes, &mut out[at..]).unwrap_or(0);
+        out.truncate(at + written);
+        out.extend_from_slice(b"\"}");
+    }
+    out.extend_from_slice(br#"],"model":"#);
+    let _ = serde_json::to_writer(&mut out, model);
+    let _ = write!(
+        out,
+        r#","usage":{{"prompt_tokens":{tokens},"total_tokens":{tokens}}}}}"#
+    );
+    out
 }
 
 #[derive(Serialize)]

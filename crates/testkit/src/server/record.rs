@@ -142,9 +142,10 @@ impl RequestLog {
     }
 
     pub(crate) fn set_status(&mut self, seq: u64, status: u16) {
-        if let Some(i) = seq.checked_sub(self.base)
-            && let Some(e) = self.entries.get_mut(i as usize)
-        {
+        let entry = seq
+            .checked_sub(self.base)
+            .and_then(|i| self.entries.get_mut(i as usize));
+        if let Some(e) = entry {
             e.status = status;
         }
     }
