@@ -92,7 +92,9 @@ fn load_config(common: &CommonArgs) -> Result<Config> {
         config.batch.max_batch_size = Some(n);
     }
     if let Some(n) = common.concurrency {
+        // Both bounds: sub-batches of a call, and requests in flight overall.
         config.batch.concurrency = n;
+        config.concurrency.max_in_flight = Some(n);
     }
     if let Some(n) = common.max_retries {
         config.retry.max_retries = n;
