@@ -152,6 +152,9 @@ pub(crate) struct RowPlan {
     pub(crate) nan: bool,
 }
 
+/// The most rows, or components, a row fault adds (a bound on what a config can ask).
+const MAX_EXTRA: i64 = 4096;
+
 /// The rows to send for `n` inputs of `dim`, after the row faults.
 ///
 /// `relabel_duplicate`: OpenAI rows carry an `index` that a duplicate
@@ -177,8 +180,10 @@ pub(crate) fn plan_rows(
                 rows.truncate(keep);
             }
             RowFault::WrongCount(d) => {
-                for k in 0..d as usize {
-                    let text = if n == 0 { 0 } else { k % n };
+                // Extra rows repeat the inputs' vectors: none to repeat without inputs.
+                let extra = if n == 0 { 0 } else { d.min(MAX_EXTRA) as usize };
+                for k in 0..extra {
+                    let text = k % n;
                     rows.push(RowPlan {
                         index: n + k,
                         text,
@@ -206,6 +211,7 @@ pub(crate) fn plan_rows(
             }
             RowFault::WrongDimension(d) => {
                 if let Some(r) = rows.first_mut() {
+                    let d = d.clamp(-MAX_EXTRA, MAX_EXTRA);
                     let wrong = (r.dim as i64).saturating_add(d).max(1) as usize;
                     r.dim = if wrong == r.dim { r.dim + 1 } else { wrong };
                 }
@@ -275,6 +281,23 @@ mod tests {
         assert_eq!(a, run());
         let n = a.iter().filter(|x| **x).count();
         assert!((180..320).contains(&n), "{n}");
+    }
+
+    #[test]
+    fn row_faults_without_inputs_add_nothing() {
+        assert!(
+            plan_rows(
+                0,
+                4,
+                &[RowFault::WrongCount(3), RowFault::Duplicate, RowFault::Nan],
+                false
+            )
+            .is_empty()
+        );
+        let rows = plan_rows(1, 4, &[RowFault::WrongDimension(i64::MAX)], true);
+        assert_eq!(rows[0].dim, 4 + 4096);
+        let rows = plan_rows(1, 4, &[RowFault::WrongDimension(i64::MIN)], true);
+        assert_eq!(rows[0].dim, 1);
     }
 
     #[test]
