@@ -33,15 +33,14 @@
 //!
 //! [`ErrorKind::InvalidResponse`]: embeddings_core::ErrorKind::InvalidResponse
 
+use std::borrow::Cow;
 use std::fmt;
 
 use base64::Engine as _;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use embeddings_core::{Embeddings, Error, ErrorKind, Result, Usage};
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
 /// How the server is asked to encode the vectors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -126,31 +125,34 @@ pub fn max_response_len(rows: usize, dim: usize) -> usize {
 /// then agree) into one contiguous buffer, row `i` from the item whose
 /// `index` is `i`. Usage is set when the server reported it.
 ///
+/// A single pass over the body: base64 strings are located by their
+/// expected length and decoded in place, numbers are parsed once, straight
+/// into their row (when `index` comes before `embedding`, as OpenAI sends
+/// it; otherwise through one reused row of scratch). Unknown keys are
+/// skipped with full JSON validation.
+///
 /// Every failure is an [`ErrorKind::InvalidResponse`] error; a partial result
 /// is never returned.
 ///
 /// [`ErrorKind::InvalidResponse`]: embeddings_core::ErrorKind::InvalidResponse
 pub fn decode_response(body: &[u8], expected_rows: usize, dim: usize) -> Result<Embeddings> {
-    let mut state = Decoder::new(expected_rows, dim);
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let parsed = TopSeed(&mut state)
-        .deserialize(&mut de)
-        .and_then(|()| de.end());
-    if let Some(e) = state.failure.take() {
-        return Err(e);
+    let mut d = Decoder::new(body, expected_rows, dim);
+    match d.response() {
+        Ok(()) => d.finish(),
+        Err(message) => Err(Error::invalid_response(message)),
     }
-    if let Err(e) = parsed {
-        return Err(Error::invalid_response(format!(
-            "malformed embeddings response: {e}"
-        )));
-    }
-    state.finish()
 }
 
 const B64: GeneralPurpose = GeneralPurpose::new(
     &alphabet::STANDARD,
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
+
+/// Base64 lengths (padded, unpadded) of `bytes` bytes.
+#[inline]
+fn base64_lengths(bytes: usize) -> (usize, usize) {
+    (bytes.div_ceil(3) * 4, (bytes * 4).div_ceil(3))
+}
 
 /// Decodes standard base64 (padding optional) of little-endian `f32`s into
 /// `out`, which must be exactly filled. Non-finite values are refused.
@@ -161,17 +163,30 @@ pub fn decode_base64_row(
     out: &mut [f32],
     scratch: &mut Vec<u8>,
 ) -> std::result::Result<(), RowError> {
+    decode_base64_into(text.as_bytes(), out, scratch)
+}
+
+#[inline]
+fn decode_base64_into(
+    text: &[u8],
+    out: &mut [f32],
+    scratch: &mut Vec<u8>,
+) -> std::result::Result<(), RowError> {
     let want = out.len() * 4;
-    let padded = want.div_ceil(3) * 4;
-    let unpadded = (want * 4).div_ceil(3);
+    let (padded, unpadded) = base64_lengths(want);
     if text.len() != padded && text.len() != unpadded {
         return Err(RowError::Base64Length {
             len: text.len(),
             expected_bytes: want,
         });
     }
-    decode_base64_bytes(text, scratch)?;
     if scratch.len() != want {
+        scratch.resize(want, 0);
+    }
+    let n = B64
+        .decode_slice(text, scratch)
+        .map_err(|e| RowError::Base64(e.to_string()))?;
+    if n != want {
         return Err(RowError::Base64Length {
             len: text.len(),
             expected_bytes: want,
@@ -183,11 +198,12 @@ pub fn decode_base64_row(
     check_finite(out)
 }
 
-fn decode_base64_bytes(text: &str, scratch: &mut Vec<u8>) -> std::result::Result<(), RowError> {
+/// Decodes base64 of unknown length into `scratch` (for learning the dimension).
+fn decode_base64_bytes(text: &[u8], scratch: &mut Vec<u8>) -> std::result::Result<(), RowError> {
     scratch.clear();
     scratch.resize(text.len().div_ceil(4) * 3, 0);
     let n = B64
-        .decode_slice(text.as_bytes(), scratch)
+        .decode_slice(text, scratch)
         .map_err(|e| RowError::Base64(e.to_string()))?;
     scratch.truncate(n);
     Ok(())
@@ -207,17 +223,39 @@ fn check_finite(row: &[f32]) -> std::result::Result<(), RowError> {
     }
 }
 
-/// Parses a JSON array of numbers (`[0.1, -2e-3, ...]`, as `serde_json`
-/// validated it) into `out`, which must be exactly filled. Numbers are
-/// rounded correctly to `f32`; non-finite results are refused.
+/// Parses a JSON array of numbers (`[0.1, -2e-3, ...]`) into `out`, which
+/// must be exactly filled. Numbers are rounded correctly to `f32`;
+/// non-finite results are refused.
 pub fn parse_float_row(json: &str, out: &mut [f32]) -> std::result::Result<(), RowError> {
-    let mut n = 0;
+    let b = json.as_bytes();
+    let end = parse_floats_into(b, skip_ws(b, 0), out)?;
+    if skip_ws(b, end) != b.len() {
+        return Err(RowError::Syntax);
+    }
+    Ok(())
+}
+
+/// Parses the array at `b[i]` into `out` (exactly filled); returns the
+/// position after its `]`.
+#[inline]
+fn parse_floats_into(b: &[u8], i: usize, out: &mut [f32]) -> std::result::Result<usize, RowError> {
     let dim = out.len();
-    parse_floats(json.as_bytes(), |v| {
-        if n < dim {
-            out[n] = v;
+    let mut n = 0;
+    let end = parse_floats(b, i, |v| {
+        if let Some(slot) = out.get_mut(n) {
+            *slot = v;
+            n += 1;
+            true
+        } else {
+            false
         }
-        n += 1;
+    })
+    .map_err(|e| match e {
+        RowError::Dimension { .. } => RowError::Dimension {
+            got: dim + 1,
+            expected: dim,
+        },
+        e => e,
     })?;
     if n != dim {
         return Err(RowError::Dimension {
@@ -225,7 +263,7 @@ pub fn parse_float_row(json: &str, out: &mut [f32]) -> std::result::Result<(), R
             expected: dim,
         });
     }
-    Ok(())
+    Ok(end)
 }
 
 /// Why one row could not be decoded.
@@ -241,7 +279,8 @@ pub enum RowError {
     },
     /// The base64 text is malformed.
     Base64(String),
-    /// A row with another number of values than expected.
+    /// A row with another number of values than expected (`got` is
+    /// `expected + 1` when there were more).
     Dimension {
         /// Values found.
         got: usize,
@@ -260,6 +299,8 @@ pub enum RowError {
     },
     /// The JSON array itself is malformed.
     Syntax,
+    /// The body ends inside the array.
+    Truncated,
 }
 
 impl fmt::Display for RowError {
@@ -274,12 +315,16 @@ impl fmt::Display for RowError {
                 expected_bytes / 4
             ),
             RowError::Base64(e) => write!(f, "malformed base64: {e}"),
+            RowError::Dimension { got, expected } if got > expected => {
+                write!(f, "more than {expected} values")
+            }
             RowError::Dimension { got, expected } => {
                 write!(f, "{got} values, expected {expected}")
             }
             RowError::NotANumber { at } => write!(f, "value {at} is not a number"),
             RowError::NotFinite { at } => write!(f, "value {at} is not finite"),
             RowError::Syntax => f.write_str("malformed array of numbers"),
+            RowError::Truncated => f.write_str("the body ends inside the array (truncated?)"),
         }
     }
 }
@@ -291,49 +336,62 @@ impl std::error::Error for RowError {}
 
 #[inline]
 fn skip_ws(b: &[u8], mut i: usize) -> usize {
-    while i < b.len() && matches!(b[i], b' ' | b'\n' | b'\r' | b'\t') {
+    while let Some(b' ' | b'\n' | b'\r' | b'\t') = b.get(i) {
         i += 1;
     }
     i
 }
 
-/// Calls `sink` with each number of the JSON array `b`.
-fn parse_floats(b: &[u8], mut sink: impl FnMut(f32)) -> std::result::Result<(), RowError> {
-    let mut i = skip_ws(b, 0);
+/// Calls `sink` with each number of the JSON array at `b[i]` (stopping
+/// with `Dimension` when it returns false); returns the position after `]`.
+#[inline]
+fn parse_floats(
+    b: &[u8],
+    i: usize,
+    mut sink: impl FnMut(f32) -> bool,
+) -> std::result::Result<usize, RowError> {
     if b.get(i) != Some(&b'[') {
         return Err(RowError::Syntax);
     }
-    i = skip_ws(b, i + 1);
+    let mut i = skip_ws(b, i + 1);
     if b.get(i) == Some(&b']') {
-        return if skip_ws(b, i + 1) == b.len() {
-            Ok(())
-        } else {
-            Err(RowError::Syntax)
-        };
+        return Ok(i + 1);
     }
     let mut k = 0;
     loop {
-        let (v, next) = parse_number(b, i).ok_or(RowError::NotANumber { at: k })?;
+        let Some((v, next)) = parse_number(b, i) else {
+            return Err(if i >= b.len() {
+                RowError::Truncated
+            } else {
+                RowError::NotANumber { at: k }
+            });
+        };
         if (v.to_bits() & 0x7f80_0000) == 0x7f80_0000 {
             return Err(RowError::NotFinite { at: k });
         }
-        sink(v);
+        if !sink(v) {
+            return Err(RowError::Dimension {
+                got: k + 1,
+                expected: k,
+            });
+        }
         k += 1;
-        i = skip_ws(b, next);
-        match b.get(i) {
-            Some(b',') => i = skip_ws(b, i + 1),
-            Some(b']') => {
-                return if skip_ws(b, i + 1) == b.len() {
-                    Ok(())
-                } else {
-                    Err(RowError::Syntax)
-                };
-            }
+        // The common separators first: `,` right after the number, then `, `.
+        i = match b.get(next) {
+            Some(b',') => next + 1,
+            Some(b']') => return Ok(next + 1),
             _ => {
-                return Err(RowError::NotANumber {
-                    at: k.saturating_sub(1),
-                });
+                let j = skip_ws(b, next);
+                match b.get(j) {
+                    Some(b',') => j + 1,
+                    Some(b']') => return Ok(j + 1),
+                    None => return Err(RowError::Truncated),
+                    _ => return Err(RowError::NotANumber { at: k - 1 }),
+                }
             }
+        };
+        if let Some(b' ' | b'\n' | b'\r' | b'\t') = b.get(i) {
+            i = skip_ws(b, i);
         }
     }
 }
@@ -344,15 +402,106 @@ const POW10: [f64; 23] = [
     1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
 ];
 
+/// Integer powers of ten.
+const POW10_U64: [u64; 9] = [
+    1,
+    10,
+    100,
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    100_000_000,
+];
+
+/// How many of the 8 bytes of `chunk` (little-endian) are ASCII digits
+/// before the first non-digit.
+#[inline]
+fn digit_run8(chunk: u64) -> usize {
+    let a = chunk.wrapping_sub(0x3030_3030_3030_3030);
+    let b = chunk.wrapping_add(0x4646_4646_4646_4646);
+    ((a | b) & 0x8080_8080_8080_8080).trailing_zeros() as usize / 8
+}
+
+/// The value of 8 ASCII digits (first digit in the lowest byte).
+#[inline]
+fn parse8(chunk: u64) -> u64 {
+    let mut v = chunk.wrapping_sub(0x3030_3030_3030_3030);
+    v = v.wrapping_mul(10).wrapping_add(v >> 8);
+    let lo = (v & 0x0000_00FF_0000_00FF).wrapping_mul(100 + (1_000_000 << 32));
+    let hi = ((v >> 16) & 0x0000_00FF_0000_00FF).wrapping_mul(1 + (10_000 << 32));
+    lo.wrapping_add(hi) >> 32
+}
+
+/// Reads a run of digits at `b[i]`, up to 8 at a time, into `mant`;
+/// returns the position after the run and the number of digits.
+#[inline]
+fn digits(b: &[u8], mut i: usize, mant: &mut u64, nd: &mut u32) -> (usize, usize) {
+    let start = i;
+    loop {
+        let chunk = match b.get(i..i + 8) {
+            Some(s) => {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(s);
+                u64::from_le_bytes(a)
+            }
+            None => {
+                // Fewer than 8 bytes left: one at a time.
+                while let Some(&c) = b.get(i) {
+                    let d = c.wrapping_sub(b'0');
+                    if d > 9 {
+                        break;
+                    }
+                    if *nd < 19 {
+                        *mant = *mant * 10 + u64::from(d);
+                        *nd += u32::from(*mant != 0);
+                    } else {
+                        *nd += 1;
+                    }
+                    i += 1;
+                }
+                return (i, i - start);
+            }
+        };
+        let n = digit_run8(chunk);
+        if n == 0 {
+            return (i, i - start);
+        }
+        let v = if n == 8 {
+            parse8(chunk)
+        } else {
+            parse8((chunk << (8 * (8 - n))) | (0x3030_3030_3030_3030u64 >> (8 * n)))
+        };
+        if *mant == 0 {
+            // Leading zeros are not significant digits.
+            let zeros = ((chunk ^ 0x3030_3030_3030_3030).trailing_zeros() as usize / 8).min(n);
+            *mant = v;
+            *nd += (n - zeros) as u32;
+        } else if *nd as usize + n <= 19 {
+            *mant = *mant * POW10_U64[n] + v;
+            *nd += n as u32;
+        } else {
+            *nd += n as u32;
+        }
+        i += n;
+        if n < 8 {
+            return (i, i - start);
+        }
+    }
+}
+
 /// Parses the JSON number starting at `b[start]`; returns it (correctly
 /// rounded to `f32`) and the position after it.
 ///
-/// Fast path (Clinger): up to 19 significant digits with a mantissa below
-/// 2^53 and a power of ten up to 22 make `m * 10^e` (or `m / 10^-e`) one
-/// correctly rounded `f64` operation. Rounding that `f64` to `f32` is then
-/// correct unless it lies exactly on an `f32` midpoint (or in the subnormal
-/// range): those rare cases, and every other shape, go to the standard
-/// library's correctly rounded parser.
+/// Fast path (Clinger): a mantissa below 2^53 and a power of ten up to 22
+/// make `m * 10^e` (or `m / 10^-e`) one correctly rounded `f64` operation.
+/// Rounding that `f64` to `f32` is then correct unless it lies exactly on
+/// an `f32` midpoint (or in the subnormal range). Mantissas of up to 19
+/// significant digits (17-digit numbers printed from `f64`) give an `f64`
+/// within 2 ulp, correct for `f32` unless within a few ulp of a midpoint.
+/// Those rare cases, and every other shape, go to the standard library's
+/// correctly rounded parser.
 #[inline]
 fn parse_number(b: &[u8], start: usize) -> Option<(f32, usize)> {
     let mut i = start;
@@ -361,46 +510,20 @@ fn parse_number(b: &[u8], start: usize) -> Option<(f32, usize)> {
         i += 1;
     }
     let mut mant: u64 = 0;
-    let mut sig = 0u32; // significant digits accumulated
-    let mut exp: i64 = 0;
-    let mut slow = false;
-    let int_start = i;
-    while let Some(&c) = b.get(i) {
-        let d = c.wrapping_sub(b'0');
-        if d > 9 {
-            break;
-        }
-        if sig < 19 {
-            mant = mant * 10 + u64::from(d);
-            sig += u32::from(mant != 0);
-        } else {
-            slow = true;
-        }
-        i += 1;
-    }
-    if i == int_start {
+    let mut nd = 0u32;
+    let (next, n_int) = digits(b, i, &mut mant, &mut nd);
+    if n_int == 0 {
         return None;
     }
+    i = next;
+    let mut exp: i64 = 0;
     if b.get(i) == Some(&b'.') {
-        i += 1;
-        let frac_start = i;
-        while let Some(&c) = b.get(i) {
-            let d = c.wrapping_sub(b'0');
-            if d > 9 {
-                break;
-            }
-            if sig < 19 {
-                mant = mant * 10 + u64::from(d);
-                sig += u32::from(mant != 0);
-                exp -= 1;
-            } else {
-                slow = true;
-            }
-            i += 1;
-        }
-        if i == frac_start {
+        let (next, n_frac) = digits(b, i + 1, &mut mant, &mut nd);
+        if n_frac == 0 {
             return None;
         }
+        exp = -(n_frac as i64);
+        i = next;
     }
     if let Some(b'e' | b'E') = b.get(i) {
         i += 1;
@@ -432,18 +555,25 @@ fn parse_number(b: &[u8], start: usize) -> Option<(f32, usize)> {
         }
         exp += if eneg { -e } else { e };
     }
-    if !slow && mant <= (1u64 << 53) && (-22..=22).contains(&exp) {
+    if nd <= 19 && (-22..=22).contains(&exp) {
         let m = mant as f64;
         let y = if exp < 0 {
             m / POW10[(-exp) as usize]
         } else {
             m * POW10[exp as usize]
         };
-        let bits = y.to_bits();
-        // An f32 midpoint has exactly bit 28 set below f32 precision.
-        let on_midpoint = bits & 0x1fff_ffff == 0x1000_0000;
+        // An f32 midpoint has exactly bit 28 set below f32 precision. With
+        // an exact mantissa `y` is correctly rounded and only an exact
+        // midpoint is ambiguous; with a longer one (17-digit numbers) `y`
+        // is within 2 ulp, so anything near a midpoint takes the slow path.
+        let low = y.to_bits() & 0x1fff_ffff;
+        let near_midpoint = if mant <= (1u64 << 53) {
+            low == 0x1000_0000
+        } else {
+            low.abs_diff(0x1000_0000) <= 8
+        };
         let tiny = y != 0.0 && y < f64::from(f32::MIN_POSITIVE);
-        if !on_midpoint && !tiny {
+        if !near_midpoint && !tiny {
             let v = y as f32;
             return Some((if neg { -v } else { v }, i));
         }
@@ -455,7 +585,22 @@ fn parse_number(b: &[u8], start: usize) -> Option<(f32, usize)> {
 // ---------------------------------------------------------------------------
 // The response
 
-struct Decoder {
+/// Deepest nesting of skipped values.
+const MAX_DEPTH: u32 = 64;
+
+/// An item's embedding that could not go to its row yet (its `index` came
+/// later, or the dimension is still unknown).
+enum Pending<'a> {
+    None,
+    Base64(Cow<'a, [u8]>),
+    /// In `Decoder::scratch_f32`.
+    Floats,
+    Placed,
+}
+
+struct Decoder<'a> {
+    b: &'a [u8],
+    i: usize,
     rows: usize,
     dim: usize,
     out: Option<Embeddings>,
@@ -464,14 +609,17 @@ struct Decoder {
     usage: Option<Usage>,
     saw_data: bool,
     server_error: Option<String>,
-    failure: Option<Error>,
     scratch: Vec<u8>,
     scratch_f32: Vec<f32>,
 }
 
-impl Decoder {
-    fn new(rows: usize, dim: usize) -> Self {
+type Step<T = ()> = std::result::Result<T, String>;
+
+impl<'a> Decoder<'a> {
+    fn new(b: &'a [u8], rows: usize, dim: usize) -> Self {
         Decoder {
+            b,
+            i: 0,
             rows,
             dim,
             out: (dim > 0).then(|| Embeddings::zeroed(rows, dim)),
@@ -480,15 +628,9 @@ impl Decoder {
             usage: None,
             saw_data: false,
             server_error: None,
-            failure: None,
             scratch: Vec::new(),
             scratch_f32: Vec::new(),
         }
-    }
-
-    fn fail<E: de::Error>(&mut self, message: String) -> E {
-        self.failure = Some(Error::invalid_response(message));
-        E::custom("invalid embeddings response")
     }
 
     fn finish(mut self) -> Result<Embeddings> {
@@ -505,252 +647,590 @@ impl Decoder {
                 self.rows, self.count
             )));
         }
-        let mut out = match self.out.take() {
-            Some(out) => out,
-            None => Embeddings::empty(self.dim),
-        };
+        let mut out = self
+            .out
+            .take()
+            .unwrap_or_else(|| Embeddings::empty(self.dim));
         out.set_usage(self.usage);
         Ok(out)
     }
 
-    /// Places one item's embedding at row `index`.
-    fn place(&mut self, index: usize, raw: &str) -> std::result::Result<(), String> {
-        if index >= self.rows {
-            return Err(format!(
-                "embedding index {index} is out of range for {} inputs",
-                self.rows
-            ));
+    // -- scanning ----------------------------------------------------------
+
+    fn syntax(&self, expected: &str) -> String {
+        match self.b.get(self.i) {
+            None => format!(
+                "malformed embeddings response: expected {expected} at byte {}, found the end (truncated body?)",
+                self.i
+            ),
+            Some(&c) => format!(
+                "malformed embeddings response: expected {expected} at byte {}, found {:?}",
+                self.i,
+                char::from(c)
+            ),
         }
-        if self.filled[index] {
-            return Err(format!("embedding index {index} appears twice"));
+    }
+
+    #[inline]
+    fn ws(&mut self) {
+        self.i = skip_ws(self.b, self.i);
+    }
+
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    #[inline]
+    fn eat(&mut self, c: u8, what: &str) -> Step {
+        self.ws();
+        if self.peek() == Some(c) {
+            self.i += 1;
+            Ok(())
+        } else {
+            Err(self.syntax(what))
         }
-        let row_err = |e: RowError| format!("embedding {index}: {e}");
-        let bytes = raw.as_bytes();
-        match bytes.first() {
-            Some(b'"') => {
-                let inner = &raw[1..raw.len() - 1];
-                let owned;
-                let text = if inner.contains('\\') {
-                    owned = serde_json::from_str::<String>(raw)
-                        .map_err(|e| format!("embedding {index}: {e}"))?;
-                    owned.as_str()
-                } else {
-                    inner
-                };
-                if self.out.is_none() {
-                    decode_base64_bytes(text, &mut self.scratch).map_err(row_err)?;
-                    let n = self.scratch.len();
-                    if n == 0 || n % 4 != 0 {
-                        return Err(format!(
-                            "embedding {index}: base64 decodes to {n} bytes, not a whole number of f32 values"
-                        ));
-                    }
-                    self.dim = n / 4;
-                    self.out = Some(Embeddings::zeroed(self.rows, self.dim));
+    }
+
+    /// After a member: `,` (true, more follow) or the closing `close` (false).
+    #[inline]
+    fn more(&mut self, close: u8) -> Step<bool> {
+        self.ws();
+        match self.peek() {
+            Some(b',') => {
+                self.i += 1;
+                Ok(true)
+            }
+            Some(c) if c == close => {
+                self.i += 1;
+                Ok(false)
+            }
+            _ => Err(self.syntax(if close == b'}' {
+                "',' or '}'"
+            } else {
+                "',' or ']'"
+            })),
+        }
+    }
+
+    /// A string at the cursor, unescaped only when it holds escapes.
+    fn string(&mut self) -> Step<Cow<'a, [u8]>> {
+        self.ws();
+        if self.peek() != Some(b'"') {
+            return Err(self.syntax("a string"));
+        }
+        let start = self.i + 1;
+        let mut j = start;
+        loop {
+            match self.b.get(j) {
+                None => {
+                    self.i = j;
+                    return Err(self.syntax("the end of a string"));
                 }
-                let Some(out) = self.out.as_mut() else {
-                    return Err("internal: no output buffer".to_owned());
-                };
-                decode_base64_row(text, out.row_mut(index), &mut self.scratch).map_err(
-                    |e| match e {
-                        RowError::Base64Length { len, .. } => format!(
-                            "embedding {index}: base64 of {len} characters does not hold {} f32 values (wrong dimension or truncated)",
-                            self.dim
-                        ),
-                        e => row_err(e),
-                    },
-                )?;
+                Some(b'"') => {
+                    self.i = j + 1;
+                    let raw = &self.b[start..j];
+                    return Ok(Cow::Borrowed(raw));
+                }
+                Some(b'\\') => return self.escaped_string(start),
+                Some(&c) if c < 0x20 => {
+                    self.i = j;
+                    return Err(self.syntax("no control character in a string"));
+                }
+                Some(_) => j += 1,
+            }
+        }
+    }
+
+    fn escaped_string(&mut self, start: usize) -> Step<Cow<'a, [u8]>> {
+        let mut out = Vec::new();
+        let mut j = start;
+        loop {
+            let Some(&c) = self.b.get(j) else {
+                self.i = j;
+                return Err(self.syntax("the end of a string"));
+            };
+            j += 1;
+            match c {
+                b'"' => {
+                    self.i = j;
+                    return Ok(Cow::Owned(out));
+                }
+                b'\\' => {
+                    let Some(&e) = self.b.get(j) else {
+                        self.i = j;
+                        return Err(self.syntax("an escape"));
+                    };
+                    j += 1;
+                    let ch = match e {
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'u' => {
+                            let hi = self.hex4(j)?;
+                            j += 4;
+                            let cp = if (0xD800..0xDC00).contains(&hi)
+                                && self.b.get(j) == Some(&b'\\')
+                                && self.b.get(j + 1) == Some(&b'u')
+                            {
+                                let lo = self.hex4(j + 2)?;
+                                if (0xDC00..0xE000).contains(&lo) {
+                                    j += 6;
+                                    0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                                } else {
+                                    0xFFFD
+                                }
+                            } else {
+                                hi
+                            };
+                            char::from_u32(cp).unwrap_or('\u{FFFD}')
+                        }
+                        _ => {
+                            self.i = j - 1;
+                            return Err(self.syntax("a valid escape"));
+                        }
+                    };
+                    let mut buf = [0u8; 4];
+                    out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                }
+                c if c < 0x20 => {
+                    self.i = j - 1;
+                    return Err(self.syntax("no control character in a string"));
+                }
+                c => out.push(c),
+            }
+        }
+    }
+
+    fn hex4(&mut self, j: usize) -> Step<u32> {
+        let mut v = 0u32;
+        for k in 0..4 {
+            let d = self.b.get(j + k).and_then(|c| char::from(*c).to_digit(16));
+            match d {
+                Some(d) => v = v * 16 + d,
+                None => {
+                    self.i = j + k;
+                    return Err(self.syntax("4 hex digits"));
+                }
+            }
+        }
+        Ok(v)
+    }
+
+    /// Skips any JSON value, validating it.
+    fn skip_value(&mut self, depth: u32) -> Step {
+        if depth > MAX_DEPTH {
+            return Err(self.syntax("less deeply nested values"));
+        }
+        self.ws();
+        match self.peek() {
+            Some(b'"') => self.string().map(drop),
+            Some(b'{') => {
+                self.i += 1;
+                self.ws();
+                if self.peek() == Some(b'}') {
+                    self.i += 1;
+                    return Ok(());
+                }
+                loop {
+                    self.string()?;
+                    self.eat(b':', "':'")?;
+                    self.skip_value(depth + 1)?;
+                    if !self.more(b'}')? {
+                        return Ok(());
+                    }
+                }
             }
             Some(b'[') => {
-                if self.out.is_none() {
-                    let mut v = std::mem::take(&mut self.scratch_f32);
-                    v.clear();
-                    parse_floats(bytes, |x| v.push(x)).map_err(row_err)?;
-                    if v.is_empty() {
-                        return Err(format!("embedding {index} is empty"));
+                self.i += 1;
+                self.ws();
+                if self.peek() == Some(b']') {
+                    self.i += 1;
+                    return Ok(());
+                }
+                loop {
+                    self.skip_value(depth + 1)?;
+                    if !self.more(b']')? {
+                        return Ok(());
                     }
-                    self.dim = v.len();
-                    let mut out = Embeddings::zeroed(self.rows, self.dim);
-                    out.row_mut(index).copy_from_slice(&v);
-                    self.out = Some(out);
-                    self.scratch_f32 = v;
-                } else if let Some(out) = self.out.as_mut() {
-                    parse_float_row(raw, out.row_mut(index)).map_err(row_err)?;
                 }
             }
-            _ => {
+            Some(b'-' | b'0'..=b'9') => match parse_number(self.b, self.i) {
+                Some((_, next)) => {
+                    self.i = next;
+                    Ok(())
+                }
+                None => Err(self.syntax("a number")),
+            },
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'n') => self.literal(b"null"),
+            _ => Err(self.syntax("a value")),
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Step {
+        if self.b.get(self.i..self.i + word.len()) == Some(word) {
+            self.i += word.len();
+            Ok(())
+        } else {
+            Err(self.syntax("a value"))
+        }
+    }
+
+    fn is_null(&mut self) -> bool {
+        self.ws();
+        if self.b.get(self.i..self.i + 4) == Some(b"null") {
+            self.i += 4;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A non-negative integer (an `index` or a token count).
+    fn integer(&mut self, what: &str) -> Step<u64> {
+        self.ws();
+        let start = self.i;
+        let neg = self.peek() == Some(b'-');
+        let mut j = start + usize::from(neg);
+        let mut v: u64 = 0;
+        let mut overflow = false;
+        while let Some(&c) = self.b.get(j) {
+            let d = c.wrapping_sub(b'0');
+            if d > 9 {
+                break;
+            }
+            match v.checked_mul(10).and_then(|v| v.checked_add(u64::from(d))) {
+                Some(n) => v = n,
+                None => overflow = true,
+            }
+            j += 1;
+        }
+        let digits = j - start - usize::from(neg);
+        if digits == 0 || matches!(self.b.get(j), Some(b'.' | b'e' | b'E')) {
+            return Err(format!("{what} is not an integer"));
+        }
+        self.i = j;
+        if neg || overflow {
+            let text = String::from_utf8_lossy(&self.b[start..j]).into_owned();
+            return Err(format!("{what} {text} is out of range"));
+        }
+        Ok(v)
+    }
+
+    // -- the response --------------------------------------------------------
+
+    fn response(&mut self) -> Step {
+        self.eat(b'{', "'{' (an embeddings response object)")?;
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.i += 1;
+        } else {
+            loop {
+                let key = self.string()?;
+                self.eat(b':', "':'")?;
+                match &*key {
+                    b"data" => {
+                        if self.saw_data {
+                            return Err("response has two `data` arrays".to_owned());
+                        }
+                        if !self.is_null() {
+                            self.saw_data = true;
+                            self.data()?;
+                        }
+                    }
+                    b"usage" => self.usage()?,
+                    b"error" => {
+                        self.ws();
+                        let start = self.i;
+                        self.skip_value(1)?;
+                        let raw = String::from_utf8_lossy(&self.b[start..self.i]);
+                        if raw != "null" {
+                            self.server_error = Some(crate::errors::excerpt(&raw, 300));
+                        }
+                    }
+                    _ => self.skip_value(1)?,
+                }
+                if !self.more(b'}')? {
+                    break;
+                }
+            }
+        }
+        self.ws();
+        if self.i != self.b.len() {
+            return Err(self.syntax("the end of the response"));
+        }
+        Ok(())
+    }
+
+    fn usage(&mut self) -> Step {
+        if self.is_null() {
+            return Ok(());
+        }
+        self.eat(b'{', "'{' (usage)")?;
+        let (mut prompt, mut total) = (None, None);
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.i += 1;
+        } else {
+            loop {
+                let key = self.string()?;
+                self.eat(b':', "':'")?;
+                match &*key {
+                    b"prompt_tokens" if !self.is_null() => {
+                        prompt = Some(self.integer("usage.prompt_tokens")?);
+                    }
+                    b"total_tokens" if !self.is_null() => {
+                        total = Some(self.integer("usage.total_tokens")?);
+                    }
+                    b"prompt_tokens" | b"total_tokens" => {}
+                    _ => self.skip_value(2)?,
+                }
+                if !self.more(b'}')? {
+                    break;
+                }
+            }
+        }
+        if prompt.is_some() || total.is_some() {
+            let p = prompt.or(total).unwrap_or(0);
+            self.usage = Some(Usage {
+                prompt_tokens: p,
+                total_tokens: total.unwrap_or(p),
+            });
+        }
+        Ok(())
+    }
+
+    fn data(&mut self) -> Step {
+        self.eat(b'[', "'[' (the `data` array)")?;
+        self.ws();
+        if self.peek() == Some(b']') {
+            self.i += 1;
+            return Ok(());
+        }
+        let mut position = 0;
+        loop {
+            if position >= self.rows {
                 return Err(format!(
-                    "embedding {index} is neither a base64 string nor an array of numbers: {}",
-                    crate::errors::excerpt(raw, 40)
+                    "more than {} embeddings for {} inputs",
+                    self.rows, self.rows
                 ));
             }
+            self.item(position)?;
+            position += 1;
+            if !self.more(b']')? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Checks that `index` may still be filled.
+    fn claim(&self, index: u64) -> Step<usize> {
+        match usize::try_from(index) {
+            Ok(i) if i < self.rows => {
+                if self.filled[i] {
+                    Err(format!("embedding index {i} appears twice"))
+                } else {
+                    Ok(i)
+                }
+            }
+            _ => Err(format!(
+                "embedding index {index} is out of range for {} inputs",
+                self.rows
+            )),
+        }
+    }
+
+    fn item(&mut self, position: usize) -> Step {
+        self.eat(b'{', "'{' (an embedding object)")?;
+        let mut index: Option<usize> = None;
+        let mut pending = Pending::None;
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.i += 1;
+            return Err(format!("item {position} has no `index`"));
+        }
+        loop {
+            let key = self.string()?;
+            self.eat(b':', "':'")?;
+            match &*key {
+                b"index" => {
+                    if index.is_some() {
+                        return Err(format!("item {position} has two `index` keys"));
+                    }
+                    let what = format!("the `index` of item {position}");
+                    let raw = self.integer(&what).map_err(|e| {
+                        if e.ends_with("out of range") {
+                            e.replace(&what, "embedding index")
+                                + &format!(" for {} inputs", self.rows)
+                        } else {
+                            e
+                        }
+                    })?;
+                    index = Some(self.claim(raw)?);
+                }
+                b"embedding" => {
+                    if !matches!(pending, Pending::None) {
+                        return Err(format!("item {position} has two `embedding` keys"));
+                    }
+                    pending = self.embedding(index, position)?;
+                }
+                _ => self.skip_value(2)?,
+            }
+            if !self.more(b'}')? {
+                break;
+            }
+        }
+        let Some(index) = index else {
+            return Err(format!("item {position} has no `index`"));
+        };
+        match pending {
+            Pending::None => return Err(format!("item {position} has no `embedding`")),
+            Pending::Placed => {}
+            Pending::Base64(text) => self.place_base64(index, &text)?,
+            Pending::Floats => self.place_floats(index)?,
         }
         self.filled[index] = true;
         self.count += 1;
         Ok(())
     }
-}
 
-#[derive(Deserialize)]
-#[serde(field_identifier, rename_all = "snake_case")]
-enum TopField {
-    Data,
-    Usage,
-    Error,
-    #[serde(other)]
-    Other,
-}
-
-#[derive(Deserialize)]
-#[serde(field_identifier, rename_all = "snake_case")]
-enum ItemField {
-    Index,
-    Embedding,
-    #[serde(other)]
-    Other,
-}
-
-#[derive(Deserialize)]
-struct UsageJson {
-    #[serde(default)]
-    prompt_tokens: Option<u64>,
-    #[serde(default)]
-    total_tokens: Option<u64>,
-}
-
-struct TopSeed<'s>(&'s mut Decoder);
-
-impl<'de> DeserializeSeed<'de> for TopSeed<'_> {
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for TopSeed<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an embeddings response object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
-        while let Some(key) = map.next_key::<TopField>()? {
-            match key {
-                TopField::Data => {
-                    if self.0.saw_data {
-                        return Err(self.0.fail("response has two `data` arrays".to_owned()));
-                    }
-                    self.0.saw_data = true;
-                    map.next_value_seed(DataSeed(&mut *self.0))?;
-                }
-                TopField::Usage => {
-                    if let Some(u) = map.next_value::<Option<UsageJson>>()? {
-                        let prompt = u.prompt_tokens.or(u.total_tokens).unwrap_or(0);
-                        self.0.usage = Some(Usage {
-                            prompt_tokens: prompt,
-                            total_tokens: u.total_tokens.unwrap_or(prompt),
-                        });
+    /// Reads an `embedding` value: straight into its row when the index and
+    /// dimension are known, else kept for [`Decoder::item`] to place.
+    fn embedding(&mut self, index: Option<usize>, position: usize) -> Step<Pending<'a>> {
+        self.ws();
+        let label = |index: Option<usize>| match index {
+            Some(i) => format!("embedding {i}"),
+            None => format!("the embedding of item {position}"),
+        };
+        match self.peek() {
+            Some(b'"') => {
+                if let (Some(index), Some(out)) = (index, self.out.as_mut()) {
+                    // Fast path: the closing quote is where the expected
+                    // length puts it, and the text between is valid base64.
+                    let (padded, unpadded) = base64_lengths(self.dim * 4);
+                    let start = self.i + 1;
+                    for len in [padded, unpadded] {
+                        if self.b.get(start + len) == Some(&b'"') {
+                            let text = &self.b[start..start + len];
+                            let row = out.row_mut(index);
+                            if decode_base64_into(text, row, &mut self.scratch).is_ok() {
+                                self.i = start + len + 1;
+                                return Ok(Pending::Placed);
+                            }
+                        }
                     }
                 }
-                TopField::Error => {
-                    let raw = map.next_value::<&RawValue>()?;
-                    if raw.get() != "null" {
-                        self.0.server_error = Some(crate::errors::excerpt(raw.get(), 300));
+                let text = self.string()?;
+                match index {
+                    Some(index) if self.out.is_some() => {
+                        self.place_base64(index, &text)?;
+                        Ok(Pending::Placed)
                     }
-                }
-                TopField::Other => {
-                    map.next_value::<IgnoredAny>()?;
+                    _ => Ok(Pending::Base64(text)),
                 }
             }
-        }
-        Ok(())
-    }
-}
-
-struct DataSeed<'s>(&'s mut Decoder);
-
-impl<'de> DeserializeSeed<'de> for DataSeed<'_> {
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de> Visitor<'de> for DataSeed<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an array of embeddings")
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
-        let mut n = 0usize;
-        while seq.next_element_seed(ItemSeed(&mut *self.0, n))?.is_some() {
-            n += 1;
-        }
-        Ok(())
-    }
-}
-
-struct ItemSeed<'s>(&'s mut Decoder, usize);
-
-impl<'de> DeserializeSeed<'de> for ItemSeed<'_> {
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ItemSeed<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an embedding object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
-        let position = self.1;
-        if position >= self.0.rows {
-            return Err(self.0.fail(format!(
-                "more than {} embeddings for {} inputs",
-                self.0.rows, self.0.rows
-            )));
-        }
-        let mut index: Option<usize> = None;
-        let mut embedding: Option<&'de RawValue> = None;
-        while let Some(key) = map.next_key::<ItemField>()? {
-            match key {
-                ItemField::Index => {
-                    let v: i64 = map.next_value().map_err(|_| {
-                        self.0.fail::<A::Error>(format!(
-                            "item {position} has an `index` that is not an integer"
-                        ))
-                    })?;
-                    if index.is_some() {
-                        return Err(self.0.fail(format!("item {position} has two `index` keys")));
+            Some(b'[') => {
+                if let (Some(index), Some(out)) = (index, self.out.as_mut()) {
+                    let end = parse_floats_into(self.b, self.i, out.row_mut(index))
+                        .map_err(|e| format!("embedding {index}: {e}"))?;
+                    self.i = end;
+                    return Ok(Pending::Placed);
+                }
+                let mut v = std::mem::take(&mut self.scratch_f32);
+                v.clear();
+                let limit = if self.dim > 0 {
+                    self.dim
+                } else {
+                    UNKNOWN_DIMENSION_BOUND * 4
+                };
+                let end = parse_floats(self.b, self.i, |x| {
+                    v.push(x);
+                    v.len() <= limit
+                });
+                self.scratch_f32 = v;
+                self.i = end.map_err(|e| match e {
+                    RowError::Dimension { .. } => {
+                        format!("{}: more than {limit} values", label(index))
                     }
-                    index = Some(usize::try_from(v).map_err(|_| {
-                        self.0.fail::<A::Error>(format!(
-                            "embedding index {v} is out of range for {} inputs",
-                            self.0.rows
-                        ))
-                    })?);
-                }
-                ItemField::Embedding => {
-                    if embedding.is_some() {
-                        return Err(self
-                            .0
-                            .fail(format!("item {position} has two `embedding` keys")));
-                    }
-                    embedding = Some(map.next_value()?);
-                }
-                ItemField::Other => {
-                    map.next_value::<IgnoredAny>()?;
-                }
+                    e => format!("{}: {e}", label(index)),
+                })?;
+                Ok(Pending::Floats)
+            }
+            _ => {
+                let start = self.i;
+                self.skip_value(2)?;
+                let raw = String::from_utf8_lossy(&self.b[start..self.i]);
+                Err(format!(
+                    "{} is neither a base64 string nor an array of numbers: {}",
+                    label(index),
+                    crate::errors::excerpt(&raw, 40)
+                ))
             }
         }
-        let Some(index) = index else {
-            return Err(self.0.fail(format!("item {position} has no `index`")));
+    }
+
+    /// Allocates the output once the dimension is learned from a row.
+    fn learn_dim(&mut self, dim: usize, index: usize) -> Step<&mut Embeddings> {
+        if dim == 0 {
+            return Err(format!("embedding {index} is empty"));
+        }
+        if self.out.is_none() {
+            self.dim = dim;
+            self.out = Some(Embeddings::zeroed(self.rows, dim));
+        }
+        self.out
+            .as_mut()
+            .ok_or_else(|| "internal: no output buffer".to_owned())
+    }
+
+    fn place_base64(&mut self, index: usize, text: &[u8]) -> Step {
+        if self.out.is_none() {
+            decode_base64_bytes(text, &mut self.scratch)
+                .map_err(|e| format!("embedding {index}: {e}"))?;
+            let n = self.scratch.len();
+            if n % 4 != 0 {
+                return Err(format!(
+                    "embedding {index}: base64 decodes to {n} bytes, not a whole number of f32 values"
+                ));
+            }
+            self.learn_dim(n / 4, index)?;
+        }
+        let dim = self.dim;
+        let Some(out) = self.out.as_mut() else {
+            return Err("internal: no output buffer".to_owned());
         };
-        let Some(raw) = embedding else {
-            return Err(self.0.fail(format!("item {position} has no `embedding`")));
-        };
-        self.0.place(index, raw.get()).map_err(|m| self.0.fail(m))
+        decode_base64_into(text, out.row_mut(index), &mut self.scratch).map_err(|e| match e {
+            RowError::Base64Length { len, .. } => format!(
+                "embedding {index}: base64 of {len} characters does not hold {dim} f32 values (wrong dimension or truncated)"
+            ),
+            e => format!("embedding {index}: {e}"),
+        })
+    }
+
+    fn place_floats(&mut self, index: usize) -> Step {
+        let v = std::mem::take(&mut self.scratch_f32);
+        let result = (|| {
+            let out = self.learn_dim(v.len(), index)?;
+            let row = out.row_mut(index);
+            if row.len() != v.len() {
+                let e = RowError::Dimension {
+                    got: v.len(),
+                    expected: row.len(),
+                };
+                return Err(format!("embedding {index}: {e}"));
+            }
+            row.copy_from_slice(&v);
+            Ok(())
+        })();
+        self.scratch_f32 = v;
+        result
     }
 }
 
@@ -850,7 +1330,17 @@ mod tests {
             (body_b64(&[(-1, &A)]), 1, 3, "out of range"),
             (body_b64(&[(0, &A)]), 1, 4, "does not hold 4"),
             (body_float(&[(0, &A)]), 1, 4, "3 values, expected 4"),
-            (body_float(&[(0, &A)]), 1, 2, "3 values, expected 2"),
+            (body_float(&[(0, &A)]), 1, 2, "more than 2 values"),
+            (body_b64(&[(0, &A)]).replace("\"index\":0,", "").replace("}]", ",\"index\":0}]"), 1, 2, "does not hold 2"),
+            (r#"{"data":[{"index":0,"embedding":[1,2,3]}],"x":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}"#.into(), 1, 3, "nested"),
+            (r#"{"data":[{"index":0,"embedding":[1,2,3]}]} x"#.into(), 1, 3, "the end of the response"),
+            (r#"{"data":[{"index":0,"embedding":[1,2,3]}],"model":"a"}"#.into(), 1, 3, "control"),
+            (r#"{"data":[{"index":0.0,"embedding":[1,2,3]}]}"#.into(), 1, 3, "not an integer"),
+            (r#"{"data":[{"index":99999999999999999999999,"embedding":[1,2,3]}]}"#.into(), 1, 3, "out of range"),
+            (r#"{"data":[{"index":0,"embedding":[1,2,3],"index":0}]}"#.into(), 1, 3, "two `index`"),
+            (r#"{"data":[{"index":0,"embedding":[]}]}"#.into(), 1, 3, "0 values, expected 3"),
+            (r#"{"data":[{"index":0,"embedding":[]}]}"#.into(), 1, 0, "is empty"),
+            (r#"{"data":[{"index":0,"embedding":[1,2,3]}],"usage":{"prompt_tokens":-1}}"#.into(), 1, 3, "out of range"),
             (r#"{"data":[{"index":0}]}"#.into(), 1, 3, "no `embedding`"),
             (
                 r#"{"data":[{"embedding":[1,2,3]}]}"#.into(),
@@ -907,12 +1397,10 @@ mod tests {
                 3,
                 "the server says",
             ),
-            (
-                r#"{"data":[{"index":0,"embedding":[1,2"#.into(),
-                1,
-                3,
-                "malformed",
-            ),
+(r#"{"data":[{"index":0,"embedding":[1,2"#.into(), 1, 3, "truncated"),
+            (r#"{"data":[{"index":0,"embedding":[1,2,"#.into(), 1, 3, "truncated"),
+            (r#"{"data":[{"index":0,"embedding":"AAAA"#.into(), 1, 3, "truncated"),
+            (r#"{"data":[{"index":0,"embedding":[1,2,3]}"#.into(), 1, 3, "truncated"),
             ("not json".into(), 1, 3, "malformed"),
             ("[]".into(), 1, 3, "malformed"),
         ];
@@ -924,6 +1412,26 @@ mod tests {
         assert!(err(&nan, 1, 3).contains("value 1 is not finite"));
         let inf = body_b64(&[(0, &[f32::INFINITY, 0.0, 1.0])]);
         assert!(err(&inf, 1, 3).contains("value 0 is not finite"));
+    }
+
+    #[test]
+    fn pretty_printed_and_reordered_answers_decode() {
+        let body = format!(
+            "{{\n  \"usage\": null,\n  \"data\" : [\n    {{ \"embedding\" : \"{}\" ,\n      \"extra\": {{\"a\": [1, true, false, null, \"s\\u00e9\\n\"]}},\n      \"index\" : 0 }} ,\n    {{ \"index\": 1, \"embedding\": [ 1e-7 , 3.5,\n -0.0 ] }}\n  ]\n}}\n",
+            b64(&A)
+        );
+        let e = decode_response(body.as_bytes(), 2, 3).unwrap();
+        assert_eq!(e.row(0), &A);
+        assert_eq!(e.row(1), &B);
+        assert_eq!(e.usage(), None);
+        let e = decode_response(body.as_bytes(), 2, 0).unwrap();
+        assert_eq!(e.row(1), &B);
+        // An escaped key still names the field.
+        let body = r#"{"\u0064ata":[{"index":0,"embedding":[1.5]}],"usage":{"total_tokens":4}}"#;
+        let e = decode_response(body.as_bytes(), 1, 1).unwrap();
+        assert_eq!(e.row(0), &[1.5]);
+        assert_eq!(e.usage().unwrap().prompt_tokens, 4);
+        assert!(decode_response(br#"{"data":[]}"#, 0, 3).unwrap().is_empty());
     }
 
     #[test]
