@@ -47,7 +47,20 @@ fn run_benches(opts: &TimeOptions, mode: &[&str]) -> Result<()> {
 /// `bench-save --time`: runs the criterion benches and saves them as the
 /// baseline `opts.name`.
 pub(crate) fn save(opts: &TimeOptions) -> Result<()> {
+    let start = SystemTime::now() - std::time::Duration::from_secs(2);
     run_benches(opts, &["--save-baseline", &opts.name])?;
+    let mut rows = Vec::new();
+    collect(&criterion_dir()?, &opts.name, start, &mut rows);
+    rows.sort_by(|a, b| a.id.cmp(&b.id));
+    let width = rows.iter().map(|r| r.id.len()).max().unwrap_or(5).max(5);
+    println!("{:<width$}  {:>12}", "bench", "median");
+    for r in rows.iter().filter(|r| r.now_ns.is_some()) {
+        println!(
+            "{:<width$}  {:>12}",
+            r.id,
+            r.now_ns.map_or("-".to_owned(), fmt_ns)
+        );
+    }
     eprintln!(
         "saved criterion baseline {:?} under {}",
         opts.name,

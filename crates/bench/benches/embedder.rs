@@ -23,16 +23,10 @@ use embeddings_bench::fixtures::{self, BATCHES, DIMS, QUERY};
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
 
-/// Prints the allocations per call of `op` (after one warm-up call), next to
-/// the target when there is one.
-fn report_allocations(id: &str, target: Option<u64>, mut op: impl FnMut()) {
-    const CALLS: u64 = 100;
-    op();
-    let ((), used) = alloc::measure(|| {
-        for _ in 0..CALLS {
-            op();
-        }
-    });
+const CALLS: u64 = 100;
+
+/// Prints the allocations per call, next to the target when there is one.
+fn print_allocations(id: &str, target: Option<u64>, used: alloc::AllocStats) {
     let per_call = used.allocations as f64 / CALLS as f64;
     let bytes = used.bytes as f64 / CALLS as f64;
     match target {
@@ -46,6 +40,36 @@ fn report_allocations(id: &str, target: Option<u64>, mut op: impl FnMut()) {
         ),
         None => println!("{id:<40} allocations per call: {per_call} ({bytes} bytes)"),
     }
+}
+
+/// Allocations per call of a synchronous `op` (after one warm-up call).
+fn report_allocations(id: &str, target: Option<u64>, mut op: impl FnMut()) {
+    op();
+    let ((), used) = alloc::measure(|| {
+        for _ in 0..CALLS {
+            op();
+        }
+    });
+    print_allocations(id, target, used);
+}
+
+/// Allocations per call of an async `op`, all calls inside one `block_on`
+/// (so that the runtime's own per-`block_on` work is not counted).
+fn report_async_allocations<F: Future>(
+    rt: &tokio::runtime::Runtime,
+    id: &str,
+    target: Option<u64>,
+    mut op: impl FnMut() -> F,
+) {
+    let used = rt.block_on(async {
+        op().await;
+        let before = alloc::snapshot();
+        for _ in 0..CALLS {
+            black_box(op().await);
+        }
+        alloc::snapshot() - before
+    });
+    print_allocations(id, target, used);
 }
 
 fn registry(c: &mut Criterion) {
@@ -93,8 +117,8 @@ fn query(c: &mut Criterion, group: &str, label: &str, make: fn(usize) -> Arc<dyn
                 .iter(|| async { e.embed_query(black_box(QUERY)).await.unwrap() })
         });
         if dim == 256 {
-            report_allocations(&format!("{group}/{label}/{dim}"), Some(2), || {
-                black_box(rt.block_on(e.embed_query(QUERY)).unwrap());
+            report_async_allocations(&rt, &format!("{group}/{label}/{dim}"), Some(2), || {
+                e.embed_query(QUERY)
             });
         }
     }
@@ -118,9 +142,12 @@ fn documents(c: &mut Criterion, group: &str, label: &str, make: fn(usize) -> Arc
                     .iter(|| async { e.embed_documents(black_box(&refs)).await.unwrap() })
             });
             if batch == 5 && dim == 256 {
-                report_allocations(&format!("{group}/{label}/{batch}x{dim}"), Some(3), || {
-                    black_box(rt.block_on(e.embed_documents(&refs)).unwrap());
-                });
+                report_async_allocations(
+                    &rt,
+                    &format!("{group}/{label}/{batch}x{dim}"),
+                    Some(3),
+                    || e.embed_documents(&refs),
+                );
             }
         }
     }
