@@ -11,7 +11,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 const ROWS: usize = 256;
 const DIM: usize = 768;
@@ -22,13 +22,23 @@ fn body() -> Vec<u8> {
     let rows: Vec<Vec<f32>> = (0..ROWS)
         .map(|i| embeddings_mock::vector("nomic-embed-text", &format!("document {i}"), DIM))
         .collect();
-    serde_json::to_vec(&serde_json::json!({
-        "model": "nomic-embed-text",
-        "embeddings": rows,
-        "total_duration": 14_143_917u64,
-        "load_duration": 1_019_500u64,
-        "prompt_eval_count": 2048u64,
-    }))
+    // Serialised as f32 (shortest round-trip form, as Go writes float32);
+    // `serde_json::json!` would widen to f64 and write 17 digits.
+    #[derive(Serialize)]
+    struct Answer {
+        model: &'static str,
+        embeddings: Vec<Vec<f32>>,
+        total_duration: u64,
+        load_duration: u64,
+        prompt_eval_count: u64,
+    }
+    serde_json::to_vec(&Answer {
+        model: "nomic-embed-text",
+        embeddings: rows,
+        total_duration: 14_143_917,
+        load_duration: 1_019_500,
+        prompt_eval_count: 2048,
+    })
     .unwrap()
 }
 

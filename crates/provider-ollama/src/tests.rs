@@ -41,6 +41,30 @@ fn accepts_integers_exponents_whitespace_and_unknown_fields() {
 }
 
 #[test]
+fn escaped_keys_are_decoded_and_other_values_are_checked() {
+    let e = parse_embed_response(br#"{"embe\u0064dings":[[1.5]],"k\"":"v"}"#, 1, None).unwrap();
+    assert_eq!(e.row(0), &[1.5]);
+    for bad in [
+        // (Like serde_json, the bytes of a skipped string are not checked
+        // for UTF-8; everything else about it is.)
+        &b"{\"s\":\"a\nb\",\"embeddings\":[[1]]}"[..],
+        b"{\"s\":\"\\q\",\"embeddings\":[[1]]}",
+        b"{\"\xff\":1,\"embeddings\":[[1]]}",
+        b"{\"n\":1.,\"embeddings\":[[1]]}",
+    ] {
+        let Err(e) = parse_embed_response(bad, 1, None) else {
+            panic!("accepted {}", String::from_utf8_lossy(bad));
+        };
+        assert_eq!(
+            e.kind(),
+            ErrorKind::InvalidResponse,
+            "{}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+}
+
+#[test]
 fn zero_rows_expected_and_given() {
     let e = parse_embed_response(br#"{"embeddings":[]}"#, 0, Some(4)).unwrap();
     assert!(e.is_empty());
@@ -94,31 +118,75 @@ fn bad_answers_are_invalid_response_with_a_clear_message() {
         ),
         (r#"{"embeddings":[[]]}"#, 1, None, "vector 0 is empty"),
         (r#"{"embeddings":[[1e39]]}"#, 1, None, "non-finite"),
-        (r#"{"embeddings":[[1, NaN]]}"#, 1, None, "malformed"),
-        (r#"{"embeddings":[[1, null]]}"#, 1, None, "malformed"),
-        (r#"{"embeddings":[[1, "2"]]}"#, 1, None, "malformed"),
-        (r#"{"embeddings":[[1e999]]}"#, 1, None, "malformed"),
+        (r#"{"embeddings":[[1, NaN]]}"#, 1, None, "not a number"),
+        (
+            r#"{"embeddings":[[1, null]]}"#,
+            1,
+            None,
+            "vector 0 holds a value that is not a number at index 1",
+        ),
+        (
+            r#"{"embeddings":[[1],[1, "2"]]}"#,
+            2,
+            None,
+            "vector 1 holds a value that is not a number",
+        ),
+        (r#"{"embeddings":[[1e999]]}"#, 1, None, "non-finite"),
+        (r#"{"embeddings":[[-3.5e38]]}"#, 1, None, "non-finite"),
+        (
+            r#"{"embeddings":[[1,2,3,4]]}"#,
+            1,
+            Some(2),
+            "vector 0 has 4 values, expected 2",
+        ),
+        (
+            r#"{"embeddings":[1,2]}"#,
+            1,
+            None,
+            "vector 0 is not an array",
+        ),
+        (r#"{"embeddings":[[[1]]]}"#, 1, None, "not a number"),
         (r#"{"embeddings":[[1,2]]"#, 1, None, "malformed"),
-        (r#"{"embeddings":[[1,2]]} x"#, 1, None, "malformed"),
+        (
+            r#"{"embeddings":[[1,2]]} x"#,
+            1,
+            None,
+            "trailing characters",
+        ),
         (
             r#"{"embeddings":[[1,2]],"embeddings":[[1,2]]}"#,
             1,
             None,
             "duplicate",
         ),
-        (r#"{"embeddings":null}"#, 1, None, "malformed"),
-        (r#"{"embeddings":{"0":[1]}}"#, 1, None, "malformed"),
+        (r#"{"embeddings":null}"#, 1, None, "not an array"),
+        (r#"{"embeddings":{"0":[1]}}"#, 1, None, "not an array"),
         (r#"{"model":"m"}"#, 1, None, "no `embeddings`"),
         (r#"{"embedding":[1,2]}"#, 1, None, "no `embeddings`"),
-        (r#"[[1,2]]"#, 1, None, "malformed"),
-        ("", 1, None, "malformed"),
+        (r#"[[1,2]]"#, 1, None, "not a JSON object"),
+        ("", 1, None, "not a JSON object"),
+        ("{\"embeddings\":[[1]],}", 1, None, "malformed JSON"),
+        (
+            "{\"a\":tru,\"embeddings\":[[1]]}",
+            1,
+            None,
+            "malformed JSON",
+        ),
+        ("{\"a\\u0062\":1,\"embeddings\":[[1]]", 1, None, "malformed"),
+        ("{\"embeddings\":[[1] [2]]}", 2, None, "malformed"),
+        ("{\"embeddings\":[[1 2]]}", 1, None, "malformed"),
+        ("{\"embeddings\":[[01]]}", 1, None, "not a number"),
         ("{\"error\":\"boom\"}", 1, None, "no `embeddings`"),
     ];
+    let mut bad = Vec::new();
     for (body, rows, dim, want) in cases {
         let e = parse_embed_response(body.as_bytes(), *rows, *dim).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidResponse, "{body}");
-        assert!(e.message().contains(want), "{body}: {e}");
+        if !e.message().contains(want) {
+            bad.push(format!("{body}: {e}"));
+        }
     }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
 
 #[test]
