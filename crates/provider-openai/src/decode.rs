@@ -1569,9 +1569,9 @@ mod tests {
                 let vs: Vec<Vec<f32>> = (0..6).map(|i| vec![i as f32, -(i as f32)]).collect();
                 let rows: Vec<(i64, &[f32])> = perm.iter().map(|&i| (i as i64, vs[i].as_slice())).collect();
                 let e = decode_response(body_b64(&rows).as_bytes(), 6, 2).unwrap();
-                for i in 0..6 { prop_assert_eq!(e.row(i), vs[i].as_slice()); }
+                for (i, v) in vs.iter().enumerate() { prop_assert_eq!(e.row(i), v.as_slice()); }
                 let e = decode_response(body_float(&rows).as_bytes(), 6, 2).unwrap();
-                for i in 0..6 { prop_assert_eq!(e.row(i), vs[i].as_slice()); }
+                for (i, v) in vs.iter().enumerate() { prop_assert_eq!(e.row(i), v.as_slice()); }
             }
         }
 

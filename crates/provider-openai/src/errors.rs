@@ -243,12 +243,12 @@ pub fn parse_reset(v: &str) -> Option<Duration> {
 
 /// Maps a transport failure (connect, timeout, broken body) to a typed error.
 pub fn transport_error(e: &reqwest::Error) -> Error {
+    // Body-read failures surface as `is_body` or `is_decode`: the
+    // connection broke mid-answer, which is worth another try.
     let kind = if e.is_timeout() {
         ErrorKind::Timeout
     } else if e.is_builder() {
         ErrorKind::InvalidConfig
-    } else if e.is_decode() {
-        ErrorKind::InvalidResponse
     } else {
         ErrorKind::Connection
     };
@@ -256,7 +256,7 @@ pub fn transport_error(e: &reqwest::Error) -> Error {
         "request timed out"
     } else if e.is_connect() {
         "cannot connect"
-    } else if e.is_body() {
+    } else if e.is_body() || e.is_decode() {
         "the connection broke while reading the answer"
     } else if e.is_builder() {
         "invalid request"
