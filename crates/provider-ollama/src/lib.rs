@@ -149,6 +149,7 @@ struct ModelRequest<'a> {
 struct Answer {
     status: u16,
     retry_after: Option<String>,
+    retry_after_ms: Option<u64>,
     body: bytes::Bytes,
 }
 
@@ -364,6 +365,11 @@ impl OllamaEmbedder {
             .get(header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let retry_after_ms = resp
+            .headers()
+            .get("retry-after-ms")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
         let body = resp
             .bytes()
             .await
@@ -371,12 +377,20 @@ impl OllamaEmbedder {
         Ok(Answer {
             status,
             retry_after,
+            retry_after_ms,
             body,
         })
     }
 
     fn status_error(&self, a: &Answer) -> Error {
-        parse_error(a.status, &a.body, a.retry_after.as_deref(), &self.model)
+        let e = parse_error(a.status, &a.body, a.retry_after.as_deref(), &self.model);
+        match a.retry_after_ms {
+            // The more precise `retry-after-ms` wins when sent.
+            Some(ms) if e.retry_after().is_some() || a.status == 429 => {
+                e.with_retry_after(std::time::Duration::from_millis(ms))
+            }
+            _ => e,
+        }
     }
 
     /// One `POST /api/embed` for every text; `None` when the route is missing.
@@ -407,6 +421,15 @@ impl OllamaEmbedder {
 
     /// The legacy route: one `POST /api/embeddings` per text, in order.
     async fn embed_legacy(&self, texts: &[&str]) -> Result<Embeddings> {
+        // The legacy route answers an empty prompt with an empty vector:
+        // refuse before sending anything rather than fail half-way.
+        if let Some(i) = texts.iter().position(|t| t.is_empty()) {
+            return Err(Error::invalid_input(format!(
+                "input {i} is empty: this Ollama server only has the legacy /api/embeddings, \
+                 which does not embed empty text (upgrade Ollama to 0.3.4 or later)"
+            ))
+            .with_provider(NAME));
+        }
         let mut data: Vec<f32> = Vec::new();
         let mut dim = self.dim.get().copied();
         for (i, text) in texts.iter().enumerate() {
@@ -439,24 +462,23 @@ impl OllamaEmbedder {
             if !(200..300).contains(&answer.status) {
                 return Err(self.status_error(&answer));
             }
-            let mut row = parse::parse_legacy_response(&answer.body).map_err(|e| {
+            let row = parse::parse_legacy_response(&answer.body).map_err(|e| {
                 let m = format!("input {i}: {}", e.message());
                 e.with_message(m).with_provider(NAME)
             })?;
-            match (self.requested_dim, dim) {
-                // The legacy route ignores `dimensions`: cut and renormalise
-                // here, as /api/embed does on the server.
-                (Some(want), _) if row.len() > want => {
-                    row.truncate(want);
-                    normalize(&mut row);
-                }
-                (_, Some(d)) if row.len() != d => {
+            if let Some(d) = dim {
+                if row.len() != d {
+                    let hint = if self.requested_dim.is_some() {
+                        " (the legacy /api/embeddings ignores `dimensions`: upgrade Ollama, \
+                         or leave `dimensions` out)"
+                    } else {
+                        ""
+                    };
                     return Err(self.invalid(format!(
-                        "input {i}: vector of {} values, expected {d}",
+                        "input {i}: vector of {} values, expected {d}{hint}",
                         row.len()
                     )));
                 }
-                _ => {}
             }
             if dim.is_none() {
                 dim = Some(row.len());
@@ -468,20 +490,6 @@ impl OllamaEmbedder {
         let e = Embeddings::from_flat(data, d).map_err(|e| e.with_provider(NAME))?;
         self.learn_dimension(d)?;
         Ok(e)
-    }
-}
-
-/// Scales `v` to unit L2 norm (a zero vector stays zero).
-fn normalize(v: &mut [f32]) {
-    let norm = v
-        .iter()
-        .map(|x| f64::from(*x) * f64::from(*x))
-        .sum::<f64>()
-        .sqrt();
-    if norm > 0.0 {
-        for x in v {
-            *x = (f64::from(*x) / norm) as f32;
-        }
     }
 }
 

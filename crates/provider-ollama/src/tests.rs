@@ -383,20 +383,6 @@ async fn connection_refused_names_the_host() {
     }
 }
 
-#[test]
-fn legacy_vectors_are_cut_and_renormalised_like_api_embed() {
-    let mut v = embeddings_mock::vector("m", "hello", 16);
-    v.truncate(8);
-    normalize(&mut v);
-    let want = embeddings_mock::vector("m", "hello", 8);
-    for (a, b) in v.iter().zip(&want) {
-        assert!((a - b).abs() < 1e-6);
-    }
-    let mut z = vec![0.0; 3];
-    normalize(&mut z);
-    assert_eq!(z, vec![0.0; 3]);
-}
-
 /// Formats like Go's encoding/json does float32 (shortest round-trip form).
 fn json_matrix(rows: &[Vec<f32>], pretty: bool) -> String {
     let mut s = String::from("{\"model\":\"m\",\"embeddings\":[");
