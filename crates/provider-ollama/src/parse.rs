@@ -477,9 +477,19 @@ impl<'t> Scanner<'t> {
         let mut mantissa: u64 = 0;
         // Integer part: `0` or a digit run without a leading zero.
         let int_start = i;
-        (mantissa, i) = digit_run(t, i, mantissa);
-        let int_digits = i - int_start;
-        if int_digits == 0 || (t[int_start] == b'0' && int_digits > 1) {
+        let int_digits = if t.get(i) == Some(&b'0') {
+            // Most components are below 1: their integer part is one `0`
+            // (which JSON allows no digit after).
+            i += 1;
+            if t.get(i).is_some_and(u8::is_ascii_digit) {
+                return None;
+            }
+            1
+        } else {
+            (mantissa, i) = digit_run(t, i, mantissa);
+            i - int_start
+        };
+        if int_digits == 0 {
             return None;
         }
         let mut frac_digits = 0;
@@ -553,15 +563,34 @@ impl<'t> Scanner<'t> {
 /// parser slow; here a float costs one or two predictable iterations.
 #[inline]
 fn digit_run(t: &[u8], mut i: usize, mut mantissa: u64) -> (u64, usize) {
+    // Up to 15 digits from 16 bytes at once: every float component an
+    // embedding server writes (f32 needs at most 9 significant digits).
+    if let Some(Ok(chunk)) = t.get(i..i.wrapping_add(16)).map(<[u8; 16]>::try_from) {
+        let v = u128::from_le_bytes(chunk);
+        let (lo, hi) = (v as u64, (v >> 64) as u64);
+        let n_lo = (non_digits(lo).trailing_zeros() / 8) as usize;
+        if n_lo < 8 {
+            let m = mantissa
+                .wrapping_mul(POW10_U64[n_lo])
+                .wrapping_add(eight_digits(align(lo, n_lo)));
+            return (m, i + n_lo);
+        }
+        let n_hi = (non_digits(hi).trailing_zeros() / 8) as usize;
+        if n_hi < 8 {
+            let m = mantissa
+                .wrapping_mul(100_000_000)
+                .wrapping_add(eight_digits(lo))
+                .wrapping_mul(POW10_U64[n_hi])
+                .wrapping_add(eight_digits(align(hi, n_hi)));
+            return (m, i + 8 + n_hi);
+        }
+    }
     while let Some(chunk) = t.get(i..i.wrapping_add(8)) {
         let Ok(chunk) = <[u8; 8]>::try_from(chunk) else {
             break;
         };
         let v = u64::from_le_bytes(chunk);
-        let a = v.wrapping_add(0x4646_4646_4646_4646);
-        let b = v.wrapping_sub(0x3030_3030_3030_3030);
-        let non_digits = (a | b) & 0x8080_8080_8080_8080;
-        let n = (non_digits.trailing_zeros() / 8) as usize; // 8 when all are digits
+        let n = (non_digits(v).trailing_zeros() / 8) as usize; // 8 when all are digits
         if n == 8 {
             mantissa = mantissa
                 .wrapping_mul(100_000_000)
@@ -569,14 +598,9 @@ fn digit_run(t: &[u8], mut i: usize, mut mantissa: u64) -> (u64, usize) {
             i += 8;
             continue;
         }
-        if n > 0 {
-            // Move the n digits to the top (least significant) bytes and
-            // fill the bottom with '0's, which read as leading zeros.
-            let aligned = (v << ((8 - n) * 8)) | (0x3030_3030_3030_3030 >> (n * 8));
-            mantissa = mantissa
-                .wrapping_mul(POW10_U64[n])
-                .wrapping_add(eight_digits(aligned));
-        }
+        mantissa = mantissa
+            .wrapping_mul(POW10_U64[n])
+            .wrapping_add(eight_digits(align(v, n)));
         return (mantissa, i + n);
     }
     // The last bytes of the text.
@@ -589,6 +613,23 @@ fn digit_run(t: &[u8], mut i: usize, mut mantissa: u64) -> (u64, usize) {
         i += 1;
     }
     (mantissa, i)
+}
+
+/// The high bit of each byte of `v` that is not an ASCII digit.
+#[inline]
+fn non_digits(v: u64) -> u64 {
+    let a = v.wrapping_add(0x4646_4646_4646_4646);
+    let b = v.wrapping_sub(0x3030_3030_3030_3030);
+    (a | b) & 0x8080_8080_8080_8080
+}
+
+/// The first `n < 8` bytes of `v` moved to the top (least significant
+/// digits) and the bottom filled with '0's, which read as leading zeros.
+/// Two shifts, so that n = 0 shifts everything out without a branch.
+#[inline]
+fn align(v: u64, n: usize) -> u64 {
+    let half = (8 - n) * 4;
+    ((v << half) << half) | (0x3030_3030_3030_3030 >> (n * 8))
 }
 
 /// The value of 8 ASCII digits packed little-endian in `v` (first digit in
