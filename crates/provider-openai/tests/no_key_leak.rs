@@ -97,7 +97,10 @@ async fn the_key_is_never_logged_displayed_or_debugged() {
     texts.push(logs);
     let secret_part = &KEY[10..];
     for t in &core_texts {
-        assert!(!t.contains(KEY) && !t.contains(secret_part), "the key leaked: {t}");
+        assert!(
+            !t.contains(KEY) && !t.contains(secret_part),
+            "the key leaked: {t}"
+        );
     }
     for t in &texts {
         assert!(!t.contains(KEY), "the key leaked: {t}");
