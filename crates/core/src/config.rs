@@ -186,7 +186,7 @@ fn default_provider() -> String {
 /// [mock]                     # the provider's own section
 /// latency = "5ms"
 /// ```
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 pub struct Config {
     /// Registered provider name (case-insensitive). Default `"mock"`.
     #[serde(default = "default_provider")]
@@ -221,6 +221,40 @@ pub struct Config {
     /// Provider sections (`[openai]`, `[ollama]`, ...), parsed by their provider.
     #[serde(flatten)]
     pub providers: BTreeMap<String, serde_json::Value>,
+}
+
+/// Prints every typed setting; the API key as `[redacted]`; of the provider
+/// sections only their keys, since they may hold secrets (extra headers).
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        struct Keys<'a>(&'a BTreeMap<String, serde_json::Value>);
+        impl std::fmt::Debug for Keys<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let mut m = f.debug_map();
+                for (name, section) in self.0 {
+                    let keys: Vec<&str> = section
+                        .as_object()
+                        .map(|o| o.keys().map(String::as_str).collect())
+                        .unwrap_or_default();
+                    m.entry(name, &keys);
+                }
+                m.finish()
+            }
+        }
+        f.debug_struct("Config")
+            .field("provider", &self.provider)
+            .field("model", &self.model)
+            .field("dimensions", &self.dimensions)
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
+            .field("batch", &self.batch)
+            .field("retry", &self.retry)
+            .field("rate_limit", &self.rate_limit)
+            .field("concurrency", &self.concurrency)
+            .field("timeout", &self.timeout)
+            .field("providers", &Keys(&self.providers))
+            .finish()
+    }
 }
 
 impl Default for Config {
@@ -492,6 +526,22 @@ mod tests {
         let c = Config::from_toml_str("api_key = \"sk-very-secret\"").unwrap();
         let dbg = format!("{c:?}");
         assert!(!dbg.contains("sk-very-secret"), "{dbg}");
+        assert!(dbg.contains("api_key: Some(\"[redacted]\")"), "{dbg}");
+    }
+
+    #[test]
+    fn provider_section_values_are_not_in_debug() {
+        let mut c = Config::default();
+        c.providers.insert(
+            "some".into(),
+            serde_json::json!({"headers": {"x-secret": "hunter2"}, "encoding_format": "float"}),
+        );
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("hunter2"), "{dbg}");
+        assert!(
+            dbg.contains("\"some\": [\"encoding_format\", \"headers\"]"),
+            "{dbg}"
+        );
     }
 
     #[test]
