@@ -215,8 +215,14 @@ pub(crate) fn render(rows: &[TimeRow], threshold_pct: f64, filtered: bool) -> (S
         "bench", "baseline", "now", "change", "95% CI"
     );
     let mut failed = 0;
+    let mut skipped = 0;
     for r in rows {
         let (label, fails) = verdict(r, threshold_pct, filtered);
+        if r.now_ns.is_none() && !fails {
+            // Not run this time (a criterion filter): not worth a line.
+            skipped += 1;
+            continue;
+        }
         failed += usize::from(fails);
         let t = |x: Option<f64>| x.map_or("-".to_owned(), fmt_ns);
         let (change, ci) = r
@@ -239,9 +245,9 @@ pub(crate) fn render(rows: &[TimeRow], threshold_pct: f64, filtered: bool) -> (S
     }
     let _ = writeln!(
         out,
-        "\n{} benches (criterion medians); a bench fails when it is more than {threshold_pct:.1}% \
-         slower and the 95% interval of the change is above zero; {failed} failing",
-        rows.len()
+        "\n{} benches (criterion medians; {skipped} not run); a bench fails when it is more than \
+         {threshold_pct:.1}% slower and the 95% interval of the change is above zero; {failed} failing",
+        rows.len() - skipped
     );
     (out, failed > 0)
 }
