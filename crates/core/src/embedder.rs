@@ -126,8 +126,18 @@ pub trait Embedder: Send + Sync + Debug + 'static {
     }
 }
 
-/// Splits on char boundaries into pieces of at most `max_bytes` bytes.
-fn split_by_bytes(text: &str, max_bytes: usize) -> Vec<&str> {
+/// Splits `text` on char boundaries into consecutive pieces of at most
+/// `max_bytes` bytes each, covering the whole text (a char wider than
+/// `max_bytes` makes a piece of its own). An empty text gives no piece.
+///
+/// The default [`Embedder::split_tokens`] (at 4 bytes per token), and a
+/// fallback for providers whose tokenizer is unavailable.
+///
+/// ```
+/// assert_eq!(embeddings_core::split_by_bytes("déjà", 2), ["d", "é", "j", "à"]);
+/// assert_eq!(embeddings_core::split_by_bytes("abcde", 2), ["ab", "cd", "e"]);
+/// ```
+pub fn split_by_bytes(text: &str, max_bytes: usize) -> Vec<&str> {
     let mut out = Vec::new();
     let mut rest = text;
     while !rest.is_empty() {

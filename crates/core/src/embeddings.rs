@@ -327,7 +327,7 @@ mod tests {
         let rows: Vec<_> = e.iter().collect();
         assert_eq!(rows.len(), 4);
         assert_eq!(rows[1], &[3.0, 4.0, 5.0]);
-        assert_eq!(e.iter().rev().next().unwrap(), &[9.0, 10.0, 11.0]);
+        assert_eq!(e.iter().next_back().unwrap(), &[9.0, 10.0, 11.0]);
         let vecs = e.clone().into_vecs();
         assert_eq!(vecs[0], vec![0.0, 1.0, 2.0]);
     }

@@ -9,6 +9,8 @@
 //! * [`Config`]: the serde configuration (TOML or JSON), validated.
 //! * [`registry`]: providers register themselves with `inventory` and are
 //!   looked up by case-insensitive name.
+//! * [`json_number`]: the strict, correctly rounded JSON-number-to-`f32`
+//!   parser the providers' response decoders share.
 //!
 //! This crate depends on no HTTP client and names no provider.
 
@@ -16,13 +18,14 @@ mod config;
 mod embedder;
 mod embeddings;
 mod error;
+pub mod json_number;
 pub mod registry;
 
 pub use crate::config::{
     BatchConfig, ConcurrencyConfig, Config, ENV_DIMENSIONS, ENV_MODEL, ENV_PROVIDER,
     OverLengthPolicy, RateLimitConfig, RetryConfig, TimeoutConfig,
 };
-pub use crate::embedder::{Embedder, EmbedderExt, ProviderInfo, estimate_tokens};
+pub use crate::embedder::{Embedder, EmbedderExt, ProviderInfo, estimate_tokens, split_by_bytes};
 pub use crate::embeddings::{Embeddings, RateLimitSnapshot, Rows, Usage};
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::registry::{ProviderRegistration, registered};

@@ -386,7 +386,8 @@ mod tests {
         }
         assert_eq!(m.embed_query("hello").await.unwrap(), e.row(0));
         assert!(m.embed_documents(&[]).await.unwrap().is_empty());
-        assert_eq!(e.usage().unwrap().prompt_tokens, 2 + 0 + 4 + 2);
+        // ceil(bytes / 4): "hello" 2, "" 0, "déjà vu 🌍" 4, "hello" 2.
+        assert_eq!(e.usage().unwrap().prompt_tokens, 8);
     }
 
     #[test]
