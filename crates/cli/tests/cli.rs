@@ -723,3 +723,93 @@ fn numpy_loads_the_npy_output() {
         assert_eq!(floats(&v["values"][i]), vector("mock", t, 7));
     }
 }
+
+/// The same formats from a real HTTP provider: the fake OpenAI server.
+#[test]
+fn formats_round_trip_from_the_fake_openai_server() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt
+        .block_on(embeddings_testkit::FakeServer::start(
+            embeddings_testkit::FakeServerConfig::default(),
+        ))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let input = lines_file(dir.path(), "in.txt", 300);
+    let model = "text-embedding-3-large";
+    let base = server.openai_base_url();
+    let run = |name: &str| {
+        let out = dir.path().join(name);
+        let o = Command::new(env!("CARGO_BIN_EXE_embed"))
+            .args([
+                "-q",
+                "-p",
+                "openai",
+                "-m",
+                model,
+                "-d",
+                "32",
+                "--batch-size",
+                "64",
+            ])
+            .args([
+                "--base-url",
+                &base,
+                "-i",
+                input.to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+            ])
+            .env_remove("OPENAI_API_KEY")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        out
+    };
+    let (shape, values) = read_npy(&run("v.npy"));
+    assert_eq!(shape, [300, 32]);
+    for i in 0..300 {
+        let want = vector(model, &format!("line number {i}"), 32);
+        let got = &values[i * 32..(i + 1) * 32];
+        assert!(
+            got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-6),
+            "row {i}"
+        );
+    }
+    use arrow_array::{Array, FixedSizeListArray, Float32Array, UInt64Array};
+    let f = std::fs::File::open(run("v.parquet")).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut seen = 0;
+    for batch in reader {
+        let b = batch.unwrap();
+        let index = b.column(0).as_any().downcast_ref::<UInt64Array>().unwrap();
+        let emb = b
+            .column(2)
+            .as_any()
+            .downcast_ref::<FixedSizeListArray>()
+            .unwrap();
+        for r in 0..b.num_rows() {
+            assert_eq!(index.value(r), seen as u64);
+            let row = emb.value(r);
+            let row = row.as_any().downcast_ref::<Float32Array>().unwrap();
+            let want = vector(model, &format!("line number {seen}"), 32);
+            assert!(
+                row.values()
+                    .iter()
+                    .zip(&want)
+                    .all(|(a, b)| (a - b).abs() < 1e-6)
+            );
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 300);
+    // 300 inputs in batches of at most 64: 5 requests per job.
+    let posts = server
+        .requests()
+        .iter()
+        .filter(|r| r.route == embeddings_testkit::Route::OpenaiEmbeddings)
+        .count();
+    assert_eq!(posts, 10);
+}
