@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use embeddings_core::{Embeddings, Error, Result, Usage};
+use embeddings_core::{Embeddings, Error, Result, Usage, json_number};
 use serde::Deserialize;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 
@@ -469,295 +469,45 @@ impl<'t> Scanner<'t> {
     /// on a JSON number). Values beyond `f32` come out infinite.
     #[inline]
     fn number(&mut self) -> Option<f32> {
-        let t = self.text;
-        let start = self.pos;
-        let mut i = start;
-        let neg = t.get(i) == Some(&b'-');
-        i += usize::from(neg);
-        let mut mantissa: u64 = 0;
-        // Integer part: `0` or a digit run without a leading zero.
-        let int_start = i;
-        let int_digits = if t.get(i) == Some(&b'0') {
-            // Most components are below 1: their integer part is one `0`
-            // (which JSON allows no digit after).
-            i += 1;
-            if t.get(i).is_some_and(u8::is_ascii_digit) {
-                return None;
-            }
-            1
-        } else {
-            (mantissa, i) = digit_run(t, i, mantissa);
-            i - int_start
-        };
-        if int_digits == 0 {
-            return None;
-        }
-        let mut frac_digits = 0;
-        if t.get(i) == Some(&b'.') {
-            i += 1;
-            let frac_start = i;
-            (mantissa, i) = digit_run(t, i, mantissa);
-            frac_digits = i - frac_start;
-            if frac_digits == 0 {
-                return None;
-            }
-        }
-        let mut exp: i64 = 0;
-        if let Some(b'e' | b'E') = t.get(i) {
-            i += 1;
-            let eneg = t.get(i) == Some(&b'-');
-            i += usize::from(matches!(t.get(i), Some(b'-' | b'+')));
-            let exp_start = i;
-            while let Some(&c) = t.get(i) {
-                let d = c.wrapping_sub(b'0');
-                if d > 9 {
-                    break;
-                }
-                exp = (exp * 10 + i64::from(d)).min(1 << 40);
-                i += 1;
-            }
-            if i == exp_start {
-                return None;
-            }
-            if eneg {
-                exp = -exp;
-            }
-        }
-        self.pos = i;
-        // Clinger's fast path: with at most 19 digits the mantissa is exact
-        // in u64; when it is also exact in f64 and so is the power of ten,
-        // one IEEE operation gives the correctly rounded f64. Rounding that
-        // to f32 is exact too unless it lies exactly half-way between two
-        // f32 (double rounding): such ties, and everything outside the fast
-        // path, go to the standard library's correctly rounded parser.
-        let exp10 = exp - frac_digits as i64;
-        if int_digits + frac_digits <= 19 {
-            if mantissa == 0 {
-                return Some(if neg { -0.0 } else { 0.0 });
-            }
-            if mantissa <= (1 << 53) && (-22..=22).contains(&exp10) {
-                let m = mantissa as f64;
-                let y = if exp10 < 0 {
-                    m / POW10[(-exp10) as usize]
-                } else {
-                    m * POW10[exp10 as usize]
-                };
-                if y.to_bits() & 0x1FFF_FFFF != 0x1000_0000 {
-                    let x = y as f32;
-                    return Some(if neg { -x } else { x });
-                }
-            }
-        }
-        std::str::from_utf8(&t[start..i]).ok()?.parse::<f32>().ok()
+        let (v, end) = json_number::parse_f32(self.text, self.pos)?;
+        self.pos = end;
+        Some(v)
     }
 }
-
-/// Appends the run of ASCII digits at `t[i..]` to `mantissa` (wrapping;
-/// callers count digits to know when it is exact) and returns it with the
-/// index after the run.
-///
-/// Eight bytes at a time, without a branch per digit (the SWAR method of
-/// fast_float): the bytes that are not digits are found with two additions,
-/// the run's length from the first of them, and the digits are converted
-/// with three multiplications. Variable-length runs are what make a number
-/// parser slow; here a float costs one or two predictable iterations.
-#[inline]
-fn digit_run(t: &[u8], mut i: usize, mut mantissa: u64) -> (u64, usize) {
-    // Up to 15 digits from 16 bytes at once: every float component an
-    // embedding server writes (f32 needs at most 9 significant digits).
-    if let Some(Ok(chunk)) = t.get(i..i.wrapping_add(16)).map(<[u8; 16]>::try_from) {
-        let v = u128::from_le_bytes(chunk);
-        let (lo, hi) = (v as u64, (v >> 64) as u64);
-        let n_lo = (non_digits(lo).trailing_zeros() / 8) as usize;
-        if n_lo < 8 {
-            let m = mantissa
-                .wrapping_mul(POW10_U64[n_lo])
-                .wrapping_add(eight_digits(align(lo, n_lo)));
-            return (m, i + n_lo);
-        }
-        let n_hi = (non_digits(hi).trailing_zeros() / 8) as usize;
-        if n_hi < 8 {
-            let m = mantissa
-                .wrapping_mul(100_000_000)
-                .wrapping_add(eight_digits(lo))
-                .wrapping_mul(POW10_U64[n_hi])
-                .wrapping_add(eight_digits(align(hi, n_hi)));
-            return (m, i + 8 + n_hi);
-        }
-    }
-    while let Some(chunk) = t.get(i..i.wrapping_add(8)) {
-        let Ok(chunk) = <[u8; 8]>::try_from(chunk) else {
-            break;
-        };
-        let v = u64::from_le_bytes(chunk);
-        let n = (non_digits(v).trailing_zeros() / 8) as usize; // 8 when all are digits
-        if n == 8 {
-            mantissa = mantissa
-                .wrapping_mul(100_000_000)
-                .wrapping_add(eight_digits(v));
-            i += 8;
-            continue;
-        }
-        mantissa = mantissa
-            .wrapping_mul(POW10_U64[n])
-            .wrapping_add(eight_digits(align(v, n)));
-        return (mantissa, i + n);
-    }
-    // The last bytes of the text.
-    while let Some(&c) = t.get(i) {
-        let d = c.wrapping_sub(b'0');
-        if d > 9 {
-            break;
-        }
-        mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d));
-        i += 1;
-    }
-    (mantissa, i)
-}
-
-/// The high bit of each byte of `v` that is not an ASCII digit.
-#[inline]
-fn non_digits(v: u64) -> u64 {
-    let a = v.wrapping_add(0x4646_4646_4646_4646);
-    let b = v.wrapping_sub(0x3030_3030_3030_3030);
-    (a | b) & 0x8080_8080_8080_8080
-}
-
-/// The first `n < 8` bytes of `v` moved to the top (least significant
-/// digits) and the bottom filled with '0's, which read as leading zeros.
-/// Two shifts, so that n = 0 shifts everything out without a branch.
-#[inline]
-fn align(v: u64, n: usize) -> u64 {
-    let half = (8 - n) * 4;
-    ((v << half) << half) | (0x3030_3030_3030_3030 >> (n * 8))
-}
-
-/// The value of 8 ASCII digits packed little-endian in `v` (first digit in
-/// the lowest byte).
-#[inline]
-fn eight_digits(v: u64) -> u64 {
-    let b = v.wrapping_sub(0x3030_3030_3030_3030);
-    let v = b.wrapping_mul(10).wrapping_add(b >> 8);
-    let v1 = (v & 0x0000_00FF_0000_00FF).wrapping_mul(100 + (1_000_000 << 32));
-    let v2 = ((v >> 16) & 0x0000_00FF_0000_00FF).wrapping_mul(1 + (10_000 << 32));
-    u64::from((v1.wrapping_add(v2) >> 32) as u32)
-}
-
-const POW10_U64: [u64; 9] = [
-    1,
-    10,
-    100,
-    1_000,
-    10_000,
-    100_000,
-    1_000_000,
-    10_000_000,
-    100_000_000,
-];
-
-const POW10: [f64; 23] = [
-    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
-    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
-];
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
 
-    fn num(s: &str) -> Option<f32> {
-        Scanner {
-            text: s.as_bytes(),
+    // The number grammar and its rounding are tested in
+    // `embeddings_core::json_number`; here, that the scanner uses it.
+    #[test]
+    fn numbers_advance_the_cursor_only_when_read() {
+        let mut s = Scanner {
+            text: b"-1.5e1, 01",
             pos: 0,
-        }
-        .number()
+        };
+        assert_eq!(s.number(), Some(-15.0));
+        assert_eq!(s.pos, 6);
+        s.pos = 8;
+        assert_eq!(s.number(), None);
+        assert_eq!(s.pos, 8);
     }
 
     #[test]
-    fn numbers() {
-        for (s, want) in [
-            ("0", 0.0f32),
-            ("-0", -0.0),
-            ("1", 1.0),
-            ("-1.5", -1.5),
-            ("0.1", 0.1),
-            ("1e2", 100.0),
-            ("1E+2", 100.0),
-            ("25e-1", 2.5),
-            ("0.000001", 1e-6),
-            ("123456789012345678901234567890", 1.2345679e29),
-            ("0.0000000000000000000000000000000000000000000014", 1e-45),
-            ("3.4028235e38", f32::MAX),
-            ("1.17549435e-38", f32::MIN_POSITIVE),
-            ("1e-50", 0.0),
+    fn values_that_are_not_json_numbers_or_not_finite_are_refused() {
+        for (v, want) in [
+            ("01", "not a number at index 1"),
+            ("+1", "not a number at index 1"),
+            (".5", "not a number at index 1"),
+            ("1.", "not a number at index 1"),
+            ("NaN", "not a number at index 1"),
+            ("1e39", "non-finite value at index 1"),
+            ("-1e99999999999", "non-finite value at index 1"),
         ] {
-            let got = num(s).unwrap();
-            assert_eq!(got.to_bits(), want.to_bits(), "{s}: {got:e}");
-        }
-        assert_eq!(num("1e39"), Some(f32::INFINITY));
-        assert_eq!(num("-1e99999999999"), Some(f32::NEG_INFINITY));
-        for bad in [
-            "", "-", "x", ".5", "1.", "1e", "1e+", "null", "01", "-01.5", "+1",
-        ] {
-            assert_eq!(num(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn digit_runs() {
-        for (text, at, want) in [
-            ("12345678", 0, (12_345_678, 8)),
-            ("x00000000", 1, (0, 9)),
-            ("99999999,", 0, (99_999_999, 8)),
-            ("1234567", 0, (1_234_567, 7)),
-            ("1234567/xxxxxxxxxx", 0, (1_234_567, 7)),
-            ("123:5678xxxxxxxxxx", 0, (123, 3)),
-            ("/2345678xxxxxxxxxx", 0, (0, 0)),
-            ("0.036156863,0.1", 2, (36_156_863, 11)),
-            ("12345678901234567890]", 0, (12_345_678_901_234_567_890, 20)),
-            ("", 0, (0, 0)),
-        ] {
-            assert_eq!(digit_run(text.as_bytes(), at, 0), want, "{text}");
-        }
-        assert_eq!(digit_run(b"12", 0, 7), (712, 2));
-        assert_eq!(digit_run(b"123\xb0567xxxxxxxxx", 0, 0), (123, 3));
-    }
-
-    proptest! {
-        #[test]
-        fn digit_runs_match_the_naive_loop(
-            digits in "[0-9]{0,19}",
-            tail in "[^0-9]{0,9}",
-            pad in 0usize..3,
-        ) {
-            let text = format!("{}{digits}{tail}", "-".repeat(pad));
-            let want = digits.bytes().fold(0u64, |m, c| m.wrapping_mul(10) + u64::from(c - b'0'));
-            prop_assert_eq!(digit_run(text.as_bytes(), pad, 0), (want, pad + digits.len()));
-        }
-
-        #[test]
-        fn numbers_round_like_the_standard_library(
-            s in r"-?(0|[1-9][0-9]{0,24})(\.[0-9]{1,24})?([eE][+-]?[0-9]{1,2})?"
-        ) {
-            let want: f32 = s.parse().unwrap();
-            let got = num(&s).unwrap();
-            prop_assert_eq!(got.to_bits(), want.to_bits(), "{}", s);
-        }
-
-        #[test]
-        fn f64_near_ties_round_like_the_standard_library(bits in any::<u32>(), k in 1u64..64) {
-            // Decimal texts close to an f32 midpoint, where double rounding bites.
-            let x = f32::from_bits(bits & 0x7fff_ffff);
-            prop_assume!(x.is_finite() && x > 0.0);
-            let next = f32::from_bits(x.to_bits() + 1);
-            prop_assume!(next.is_finite());
-            let mid = (f64::from(x) + f64::from(next)) / 2.0;
-            for t in [format!("{mid:e}"), format!("{:e}", mid * (1.0 + k as f64 * 1e-16)),
-                      format!("{:.17e}", mid), format!("{:.8e}", mid)] {
-                let want: f32 = t.parse().unwrap();
-                let got = num(&t).unwrap();
-                prop_assert_eq!(got.to_bits(), want.to_bits(), "{}", t);
-            }
+            let body = format!(r#"{{"embeddings":[[0,{v},2]]}}"#);
+            let e = parse_embed_response(body.as_bytes(), 1, Some(3)).unwrap_err();
+            assert!(e.to_string().contains(want), "{v}: {e}");
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::OnceLock;
 
-use embeddings_core::estimate_tokens;
+use embeddings_core::{estimate_tokens, split_by_bytes};
 use tiktoken_rs::CoreBPE;
 
 fn bpe() -> Option<&'static CoreBPE> {
@@ -31,7 +31,7 @@ pub fn split_tokens(text: &str, max_tokens: usize) -> Vec<&str> {
         return Vec::new();
     }
     let Some(b) = bpe() else {
-        return split_bytes(text, max * 4);
+        return split_by_bytes(text, max * 4);
     };
     let tokens = b.encode_ordinary(text);
     if tokens.len() <= max {
@@ -64,24 +64,6 @@ pub fn split_tokens(text: &str, max_tokens: usize) -> Vec<&str> {
     }
     if start < text.len() {
         out.push(&text[start..]);
-    }
-    out
-}
-
-fn split_bytes(text: &str, max_bytes: usize) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut rest = text;
-    while !rest.is_empty() {
-        let mut cut = rest.len().min(max_bytes);
-        while !rest.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        if cut == 0 {
-            cut = rest.chars().next().map_or(rest.len(), char::len_utf8);
-        }
-        let (head, tail) = rest.split_at(cut);
-        out.push(head);
-        rest = tail;
     }
     out
 }
