@@ -19,6 +19,12 @@ type Labels = Vec<(String, String)>;
 
 const SECRET: &str = "TOP-SECRET-INPUT-TEXT";
 
+/// The two tests run one at a time: `tracing` caches each callsite's
+/// interest globally, and a callsite first hit by the metrics test (no
+/// subscriber on its thread) while the span test installs its scoped
+/// subscriber can be cached as uninteresting, losing the spans.
+static SERIAL: Mutex<()> = Mutex::new(());
+
 fn embedder(faults: MockFaults) -> Arc<dyn Embedder> {
     let mock = MockEmbedder::new("mock", 8)
         .unwrap()
@@ -57,6 +63,7 @@ async fn workload() {
 
 #[test]
 fn every_metric_is_recorded() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     metrics::with_local_recorder(&recorder, || {
@@ -154,9 +161,13 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
 
 #[test]
 fn spans_carry_their_fields_and_never_the_text() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let capture = Capture::default();
     let subscriber = tracing_subscriber::registry().with(capture.clone());
-    tracing::subscriber::with_default(subscriber, || paused_runtime().block_on(workload()));
+    tracing::subscriber::with_default(subscriber, || {
+        tracing::callsite::rebuild_interest_cache();
+        paused_runtime().block_on(workload())
+    });
 
     let spans: Vec<_> = capture.0.lock().unwrap().values().cloned().collect();
     for (name, fields) in &spans {
