@@ -709,7 +709,8 @@ impl<'a> Decoder<'a> {
     }
 
     /// A non-negative integer (an `index` or a token count).
-    fn integer(&mut self, what: &str) -> Step<u64> {
+    /// `what` names the value in an error; it is only built when there is one.
+    fn integer(&mut self, what: impl Fn() -> String) -> Step<u64> {
         self.ws();
         let start = self.i;
         let neg = self.peek() == Some(b'-');
@@ -729,12 +730,12 @@ impl<'a> Decoder<'a> {
         }
         let digits = j - start - usize::from(neg);
         if digits == 0 || matches!(self.b.get(j), Some(b'.' | b'e' | b'E')) {
-            return Err(format!("{what} is not an integer"));
+            return Err(format!("{} is not an integer", what()));
         }
         self.i = j;
         if neg || overflow {
             let text = String::from_utf8_lossy(&self.b[start..j]).into_owned();
-            return Err(format!("{what} {text} is out of range"));
+            return Err(format!("{} {text} is out of range", what()));
         }
         Ok(v)
     }
@@ -799,10 +800,10 @@ impl<'a> Decoder<'a> {
                 self.eat(b':', "':'")?;
                 match &*key {
                     b"prompt_tokens" if !self.is_null() => {
-                        prompt = Some(self.integer("usage.prompt_tokens")?);
+                        prompt = Some(self.integer(|| "usage.prompt_tokens".to_owned())?);
                     }
                     b"total_tokens" if !self.is_null() => {
-                        total = Some(self.integer("usage.total_tokens")?);
+                        total = Some(self.integer(|| "usage.total_tokens".to_owned())?);
                     }
                     b"prompt_tokens" | b"total_tokens" => {}
                     _ => self.skip_value(2)?,
@@ -879,10 +880,10 @@ impl<'a> Decoder<'a> {
                     if index.is_some() {
                         return Err(format!("item {position} has two `index` keys"));
                     }
-                    let what = format!("the `index` of item {position}");
-                    let raw = self.integer(&what).map_err(|e| {
+                    let what = || format!("the `index` of item {position}");
+                    let raw = self.integer(what).map_err(|e| {
                         if e.ends_with("out of range") {
-                            e.replace(&what, "embedding index")
+                            e.replace(&what(), "embedding index")
                                 + &format!(" for {} inputs", self.rows)
                         } else {
                             e
