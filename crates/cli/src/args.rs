@@ -109,6 +109,9 @@ pub(crate) struct EmbedArgs {
     /// No progress and no summary on stderr (errors still go there)
     #[arg(short, long)]
     pub(crate) quiet: bool,
+    /// How often a progress line is printed when stderr is not a terminal
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub(crate) progress_interval: std::time::Duration,
     /// The end-of-job summary on stderr: text for people, json for machines
     #[arg(long, value_enum, default_value_t = StatsFormat::Text)]
     pub(crate) stats: StatsFormat,

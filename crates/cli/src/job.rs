@@ -305,7 +305,7 @@ pub(crate) async fn run(
         .unwrap_or_else(|| embedder.info().max_batch_size)
         .max(1);
     let mut batches = embed_stream(Arc::clone(&embedder), texts, options);
-    let mut progress = Progress::new(args.quiet, total, start_row);
+    let mut progress = Progress::new(args.quiet, args.progress_interval, total, start_row);
     let mut last_checkpoint = Instant::now();
 
     let checkpoint = |writer: &mut Writer, shared: &Shared, tokens: u64| -> Result<()> {

@@ -6,19 +6,18 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-/// How often a plain progress line is printed when stderr is not a terminal.
-const PLAIN_EVERY: Duration = Duration::from_secs(5);
-
 pub(crate) struct Progress {
     bar: Option<ProgressBar>,
     plain: bool,
+    every: Duration,
     total: Option<u64>,
     start: Instant,
     last_line: Instant,
 }
 
 impl Progress {
-    pub(crate) fn new(quiet: bool, total: Option<u64>, done: u64) -> Self {
+    /// `every`: how often a plain line is printed when stderr is not a terminal.
+    pub(crate) fn new(quiet: bool, every: Duration, total: Option<u64>, done: u64) -> Self {
         let now = Instant::now();
         let terminal = std::io::stderr().is_terminal();
         let bar = (!quiet && terminal).then(|| {
@@ -40,6 +39,7 @@ impl Progress {
         Progress {
             bar,
             plain: !quiet && !terminal,
+            every,
             total,
             start: now,
             last_line: now,
@@ -51,23 +51,26 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.set_position(rows);
             bar.set_message(format!("{tokens} tokens, {retries} retries"));
-        } else if self.plain && self.last_line.elapsed() >= PLAIN_EVERY {
+        } else if self.plain && self.last_line.elapsed() >= self.every {
             self.last_line = Instant::now();
             let secs = self.start.elapsed().as_secs_f64().max(1e-9);
             let rate = new_rows as f64 / secs;
-            let total = match self.total {
+            let (total, eta) = match self.total {
                 Some(t) if t > 0 => {
                     let eta = if rate > 0.0 {
-                        format!(", ETA {:.0} s", t.saturating_sub(rows) as f64 / rate)
+                        format!(", ETA {:.1} s", t.saturating_sub(rows) as f64 / rate)
                     } else {
                         String::new()
                     };
-                    format!("/{t} ({:.1}%){eta}", rows as f64 * 100.0 / t as f64)
+                    (
+                        format!("/{t} rows ({:.1}%)", rows as f64 * 100.0 / t as f64),
+                        eta,
+                    )
                 }
-                _ => String::new(),
+                _ => (" rows".to_owned(), String::new()),
             };
             eprintln!(
-                "embed: {rows}{total} rows, {rate:.0} rows/s, {tokens} tokens, {retries} retries"
+                "embed: {rows}{total}, {rate:.0} rows/s, {tokens} tokens, {retries} retries{eta}"
             );
         }
     }

@@ -813,3 +813,62 @@ fn formats_round_trip_from_the_fake_openai_server() {
         .count();
     assert_eq!(posts, 10);
 }
+
+#[test]
+fn plain_progress_lines_when_stderr_is_not_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = lines_file(dir.path(), "in.txt", 400);
+    let cfg = dir.path().join("slow.toml");
+    std::fs::write(
+        &cfg,
+        "dimensions = 4\n[batch]\nmax_batch_size = 10\nconcurrency = 1\n[mock]\nlatency = \"10ms\"\n",
+    )
+    .unwrap();
+    let out = dir.path().join("o.jsonl");
+    let o = embed(&[
+        "-c",
+        cfg.to_str().unwrap(),
+        "-i",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--progress-interval",
+        "50ms",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    let progress: Vec<&str> = err.lines().filter(|l| l.contains("rows/s,")).collect();
+    // 40 batches of 10 ms one after another: several lines, each with done/total,
+    // percentage, rate, tokens, retries and ETA.
+    assert!(progress.len() >= 2, "{err}");
+    for l in &progress {
+        assert!(l.starts_with("embed: ") && l.contains("/400 rows ("), "{l}");
+        assert!(
+            l.contains(" tokens, 0 retries") || l.contains(" tokens, "),
+            "{l}"
+        );
+    }
+    assert!(progress.iter().any(|l| l.contains("ETA")), "{err}");
+    // The summary comes last.
+    assert!(
+        err.lines()
+            .last()
+            .unwrap()
+            .starts_with("embed: 400 rows, 0 skipped"),
+        "{err}"
+    );
+    // --quiet prints nothing.
+    let o = embed(&[
+        "-q",
+        "-c",
+        cfg.to_str().unwrap(),
+        "-i",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--progress-interval",
+        "50ms",
+    ]);
+    assert!(o.status.success());
+    assert!(o.stderr.is_empty(), "{}", stderr(&o));
+}
