@@ -26,12 +26,17 @@ impl Progress {
                 None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
             };
             let template = if total.is_some() {
-                "{bar:30} {pos}/{len} rows  {per_sec}  ETA {eta}  {msg}"
+                "{bar:30} {pos}/{len} rows  {rate}  ETA {eta}  {msg}"
             } else {
-                "{spinner} {pos} rows  {per_sec}  {msg}"
+                "{spinner} {pos} rows  {rate}  {msg}"
             };
             if let Ok(style) = ProgressStyle::with_template(template) {
-                bar.set_style(style);
+                bar.set_style(style.with_key(
+                    "rate",
+                    |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = write!(w, "{:.0} rows/s", state.per_sec());
+                    },
+                ));
             }
             bar.set_position(done);
             bar
