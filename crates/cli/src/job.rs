@@ -94,6 +94,9 @@ pub(crate) struct Summary {
     pub(crate) rows_per_second: f64,
     pub(crate) resumed_from_row: Option<u64>,
     pub(crate) output: Option<String>,
+    /// Set when there was nothing to do (a complete output and `--resume`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) note: Option<String>,
 }
 
 impl Summary {
@@ -103,6 +106,9 @@ impl Summary {
                 if let Ok(s) = serde_json::to_string(self) {
                     eprintln!("{s}");
                 }
+            }
+            StatsFormat::Text if self.note.is_some() => {
+                eprintln!("embed: {}", self.note.as_deref().unwrap_or_default());
             }
             StatsFormat::Text => {
                 let resumed = self
@@ -230,13 +236,11 @@ pub(crate) async fn run(
             }
             resumed = Some(ck);
         } else if dest.is_file() && !with_suffix(dest, ".partial").exists() {
-            let mut s = Summary {
+            return Ok(Summary {
                 output: Some(dest.display().to_string()),
+                note: Some(format!("nothing to resume: {} is complete", dest.display())),
                 ..Summary::default()
-            };
-            s.skipped_inputs
-                .push(format!("nothing to resume: {} is complete", dest.display()));
-            return Ok(s);
+            });
         }
     }
     let mut writer = match (&resumed, dest) {
@@ -450,6 +454,7 @@ pub(crate) async fn run(
         rows_per_second: (rows - start_row) as f64 / seconds.max(1e-9),
         resumed_from_row: resumed.map(|_| start_row),
         output: dest.map(|d| d.display().to_string()),
+        note: None,
     })
 }
 
