@@ -297,6 +297,8 @@ pub(crate) async fn run(
                     s.skipped.push((index, e.message().to_owned()));
                 }
                 Err(e) => {
+                    // Not done: a resumed job reads this input again (fixed, one hopes).
+                    s.read = index;
                     s.fatal = Some(e);
                     return None;
                 }

@@ -872,3 +872,49 @@ fn plain_progress_lines_when_stderr_is_not_a_terminal() {
     assert!(o.status.success());
     assert!(o.stderr.is_empty(), "{}", stderr(&o));
 }
+
+#[test]
+fn a_job_stopped_by_a_bad_line_resumes_at_that_line_once_fixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "one\ntwo\n\nfour\n").unwrap();
+    let out = dir.path().join("o.jsonl");
+    let args = |extra: &[&'static str]| {
+        let mut v = vec![
+            "-d".to_owned(),
+            "4".into(),
+            "--batch-size".into(),
+            "1".into(),
+            "--concurrency".into(),
+            "1".into(),
+            "-i".into(),
+            input.to_str().unwrap().to_owned(),
+            "-o".into(),
+            out.to_str().unwrap().to_owned(),
+        ];
+        v.extend(extra.iter().map(|s| (*s).to_owned()));
+        v
+    };
+    let run = |a: Vec<String>| {
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        embed(&refs)
+    };
+    let o = run(args(&[]));
+    assert_fails(&o, "invalid_input", "in.txt line 3: empty text");
+    assert!(stderr(&o).contains("2 rows are saved"), "{}", stderr(&o));
+    std::fs::write(&input, "one\ntwo\nthree\nfour\n").unwrap();
+    let o = run(args(&["--resume", "--stats", "json"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stats: serde_json::Value = serde_json::from_str(stderr(&o).trim()).unwrap();
+    assert_eq!(stats["resumed_from_row"], 2);
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 4);
+    for (i, t) in ["one", "two", "three", "four"].iter().enumerate() {
+        assert_eq!(rows[i]["index"], i);
+        assert_eq!(floats(&rows[i]["embedding"]), vector("mock", t, 4));
+    }
+}
