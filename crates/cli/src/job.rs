@@ -219,6 +219,16 @@ pub(crate) async fn run(
             return Err(Error::invalid_input("--resume needs --output FILE"));
         };
         let ck_path = checkpoint_path(dest);
+        if dest.is_file() && !with_suffix(dest, ".partial").exists() {
+            // Complete (a checkpoint left by a crash right after the rename
+            // is stale).
+            let _ = std::fs::remove_file(&ck_path);
+            return Ok(Summary {
+                output: Some(dest.display().to_string()),
+                note: Some(format!("nothing to resume: {} is complete", dest.display())),
+                ..Summary::default()
+            });
+        }
         if ck_path.is_file() {
             let text = std::fs::read(&ck_path).map_err(|e| {
                 Error::invalid_input(format!("cannot read {}: {e}", ck_path.display()))
@@ -235,12 +245,6 @@ pub(crate) async fn run(
                 )));
             }
             resumed = Some(ck);
-        } else if dest.is_file() && !with_suffix(dest, ".partial").exists() {
-            return Ok(Summary {
-                output: Some(dest.display().to_string()),
-                note: Some(format!("nothing to resume: {} is complete", dest.display())),
-                ..Summary::default()
-            });
         }
     }
     let mut writer = match (&resumed, dest) {
