@@ -344,9 +344,37 @@ fn every_output_format_round_trips() {
         }
     }
     // Parquet and Arrow IPC, read back with the arrow readers.
+    for name in ["v.parquet", "v.arrow"] {
+        let rows = arrow_rows(&run(name));
+        assert_eq!(rows.len(), 3, "{name}");
+        let ids: Vec<Option<&str>> = rows.iter().map(|r| r.1.as_deref()).collect();
+        assert_eq!(ids, [Some("a"), Some("2"), None], "{name}");
+        for (i, t) in texts.iter().enumerate() {
+            assert_eq!(rows[i].0, i as u64);
+            assert_eq!(rows[i].2, vector("mock", t, 6), "{name} row {i}");
+        }
+    }
+}
+
+/// Every row of a Parquet or Arrow IPC output (by extension): index, id, embedding.
+fn arrow_rows(path: &Path) -> Vec<(u64, Option<String>, Vec<f32>)> {
     use arrow_array::{Array, FixedSizeListArray, Float32Array, StringArray, UInt64Array};
-    let check = |batches: Vec<arrow_array::RecordBatch>| {
-        let b = arrow_select_concat(&batches);
+    let f = std::fs::File::open(path).unwrap();
+    let batches: Vec<arrow_array::RecordBatch> = if path.extension().unwrap() == "parquet" {
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+            .unwrap()
+            .build()
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    } else {
+        arrow_ipc::reader::FileReader::try_new(f, None)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let mut rows = Vec::new();
+    for b in &batches {
         let index = b.column(0).as_any().downcast_ref::<UInt64Array>().unwrap();
         let ids = b.column(1).as_any().downcast_ref::<StringArray>().unwrap();
         let emb = b
@@ -354,32 +382,14 @@ fn every_output_format_round_trips() {
             .as_any()
             .downcast_ref::<FixedSizeListArray>()
             .unwrap();
-        assert_eq!(emb.value_length(), 6);
-        assert_eq!(ids.value(0), "a");
-        assert_eq!(ids.value(1), "2");
-        assert!(ids.is_null(2));
-        for (i, t) in texts.iter().enumerate() {
-            assert_eq!(index.value(i), i as u64);
-            let row = emb.value(i);
+        for r in 0..b.num_rows() {
+            let row = emb.value(r);
             let row = row.as_any().downcast_ref::<Float32Array>().unwrap();
-            assert_eq!(row.values().to_vec(), vector("mock", t, 6));
+            let id = (!ids.is_null(r)).then(|| ids.value(r).to_owned());
+            rows.push((index.value(r), id, row.values().to_vec()));
         }
-    };
-    let f = std::fs::File::open(run("v.parquet")).unwrap();
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
-        .unwrap()
-        .build()
-        .unwrap();
-    check(reader.map(Result::unwrap).collect());
-    let f = std::fs::File::open(run("v.arrow")).unwrap();
-    let reader = arrow_ipc::reader::FileReader::try_new(f, None).unwrap();
-    check(reader.map(Result::unwrap).collect());
-}
-
-/// All record batches as one (the test files are small: one batch).
-fn arrow_select_concat(batches: &[arrow_array::RecordBatch]) -> arrow_array::RecordBatch {
-    assert_eq!(batches.len(), 1, "one record batch expected for 3 rows");
-    batches[0].clone()
+    }
+    rows
 }
 
 #[test]
@@ -775,36 +785,16 @@ fn formats_round_trip_from_the_fake_openai_server() {
             "row {i}"
         );
     }
-    use arrow_array::{Array, FixedSizeListArray, Float32Array, UInt64Array};
-    let f = std::fs::File::open(run("v.parquet")).unwrap();
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
-        .unwrap()
-        .build()
-        .unwrap();
-    let mut seen = 0;
-    for batch in reader {
-        let b = batch.unwrap();
-        let index = b.column(0).as_any().downcast_ref::<UInt64Array>().unwrap();
-        let emb = b
-            .column(2)
-            .as_any()
-            .downcast_ref::<FixedSizeListArray>()
-            .unwrap();
-        for r in 0..b.num_rows() {
-            assert_eq!(index.value(r), seen as u64);
-            let row = emb.value(r);
-            let row = row.as_any().downcast_ref::<Float32Array>().unwrap();
-            let want = vector(model, &format!("line number {seen}"), 32);
-            assert!(
-                row.values()
-                    .iter()
-                    .zip(&want)
-                    .all(|(a, b)| (a - b).abs() < 1e-6)
-            );
-            seen += 1;
-        }
+    let rows = arrow_rows(&run("v.parquet"));
+    assert_eq!(rows.len(), 300);
+    for (i, (index, _, row)) in rows.iter().enumerate() {
+        assert_eq!(*index, i as u64);
+        let want = vector(model, &format!("line number {i}"), 32);
+        assert!(
+            row.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-6),
+            "row {i}"
+        );
     }
-    assert_eq!(seen, 300);
     // 300 inputs in batches of at most 64: 5 requests per job.
     let posts = server
         .requests()
