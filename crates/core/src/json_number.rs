@@ -25,6 +25,10 @@
 /// JSON number starts there (or `start` is out of range); the number ends
 /// where its grammar does, so the caller checks what follows (`,`, `]`, ...).
 ///
+/// Fastest path: `-?0.ddd` with at most 13 fraction digits and no
+/// exponent (the shortest text of most embedding components), read from
+/// one 16-byte window without a loop (see `zero_point_fraction`).
+///
 /// Fast path (Clinger): a mantissa of at most 19 significant digits is
 /// exact in `u64`; when it is below 2^53 and the power of ten is at most
 /// 22, `m * 10^e` (or `m / 10^-e`) is one correctly rounded `f64`
@@ -33,9 +37,17 @@
 /// `f64`) give an `f64` within 2 ulp, correct for `f32` unless within a few
 /// ulp of a midpoint. Those rare cases, and every other shape, go to the
 /// standard library's correctly rounded parser.
-#[inline]
+#[inline(always)]
 pub fn parse_f32(bytes: &[u8], start: usize) -> Option<(f32, usize)> {
-    let b = bytes;
+    if let Some(r) = zero_point_fraction(bytes, start) {
+        return r;
+    }
+    general(bytes, start)
+}
+
+/// Every shape the fast path of [`parse_f32`] leaves.
+#[inline(never)]
+fn general(b: &[u8], start: usize) -> Option<(f32, usize)> {
     let mut i = start;
     let neg = b.get(i) == Some(&b'-');
     i += usize::from(neg);
@@ -119,6 +131,71 @@ pub fn parse_f32(bytes: &[u8], start: usize) -> Option<(f32, usize)> {
     }
     slow(&b[start..i]).map(|v| (v, i))
 }
+
+/// The common shape `-?0.ddd` at `b[start]`, without an exponent, with 1
+/// to 13 fraction digits (12 after a `-`) and the byte after them inside
+/// one 16-byte window, read without a branch on the sign or the number of
+/// digits: with `0.` (or `-0.`) read as `0`s and the bytes after the digits
+/// too, the window is the fraction times 10^14 (10^13), an integer below
+/// 10^14 and so exact in `f64`, and the division by that exact power of
+/// ten is one correctly rounded operation. `None` for every other shape (and for an
+/// exact `f32` midpoint), which the general path handles.
+///
+/// The position of the next number depends on this one's end, so the end
+/// is found with as short a chain of operations as possible from the one
+/// load: the first three bytes count as digits there (and are checked
+/// apart), and the two halves of the window are tested independently.
+#[inline(always)]
+fn zero_point_fraction(b: &[u8], start: usize) -> Option<Option<(f32, usize)>> {
+    let chunk: &[u8; 16] = b.get(start..start.wrapping_add(16))?.try_into().ok()?;
+    // Two loads straight from the text (no copy of the window to reload).
+    let (lo, hi) = chunk.split_at(8);
+    let lo = u64::from_le_bytes(lo.try_into().ok()?);
+    let hi = u64::from_le_bytes(hi.try_into().ok()?);
+    let v = u128::from(hi) << 64 | u128::from(lo);
+    // The end: the first byte that is not a digit after the third.
+    let nd_lo = non_digits(lo & !0xff_ffff | 0x30_3030);
+    let nd_hi = non_digits(hi);
+    let end_in = if nd_lo != 0 {
+        nd_lo.trailing_zeros() / 8
+    } else {
+        8 + nd_hi.trailing_zeros() / 8
+    } as usize;
+    // The shape: `0.d` or `-0.d`, and the end inside the window, not at an
+    // exponent.
+    let digit_at = |k: u32| (lo >> (8 * k)) as u8 as char;
+    let neg = lo & 0xff_ffff == u64::from(u32::from_le_bytes(*b"-0.\0"));
+    let pos = lo & 0xffff == u64::from(u16::from_le_bytes(*b"0."));
+    if !((neg && digit_at(3).is_ascii_digit()) || (pos && digit_at(2).is_ascii_digit()))
+        || end_in > 15
+        || chunk[end_in & 15] | 0x20 == b'e'
+    {
+        return None;
+    }
+    // The sign and `0.` read as leading zeros, the bytes from the end on as
+    // trailing ones.
+    let (prefix, den) = if neg {
+        (0xff_ffff, 1e13)
+    } else {
+        (0xffff, 1e14)
+    };
+    let w = v & !prefix | ZEROS_128 & prefix;
+    let nd = u128::from(nd_hi) << 64 | u128::from(nd_lo);
+    let keep = (nd ^ nd.wrapping_sub(1)) >> 8;
+    let digits = (w & keep) | (ZEROS_128 & !keep);
+    let scaled = eight_digits(digits as u64) * 100_000_000 + eight_digits((digits >> 64) as u64);
+    let m = scaled as f64;
+    // Zero comes out as a zero of the right sign.
+    let y = if neg { -m } else { m } / den;
+    // Correctly rounded; only an exact f32 midpoint is ambiguous.
+    if y.to_bits() & 0x1fff_ffff == 0x1000_0000 {
+        return None;
+    }
+    Some(Some((y as f32, start + end_in)))
+}
+
+/// Sixteen ASCII '0's.
+const ZEROS_128: u128 = 0x3030_3030_3030_3030_3030_3030_3030_3030;
 
 /// The standard library's correctly rounded parser, for what the fast
 /// path leaves (kept out of line so that the fast path inlines).
@@ -437,6 +514,22 @@ mod tests {
                 prop_assert!(start < end && end <= b.len());
                 let text = std::str::from_utf8(&b[start..end]).unwrap();
                 prop_assert_eq!(v.to_bits(), std_bits(text), "{}", text);
+            }
+        }
+
+        #[test]
+        fn the_zero_point_fast_path_agrees_with_the_general_one(
+            number in r"-?0\.[0-9]{0,15}",
+            tail in r"[-+,\]eE.0-9 x]{0,3}",
+            pad in 0usize..16,
+        ) {
+            // Windows of 16 bytes and more, ending anywhere in or after the number.
+            let text = format!("{number}{tail}{}", " ".repeat(pad));
+            let got = parse_f32(text.as_bytes(), 0);
+            let want = general(text.as_bytes(), 0);
+            prop_assert_eq!(got.map(|(v, e)| (v.to_bits(), e)), want.map(|(v, e)| (v.to_bits(), e)), "{:?}", text);
+            if let Some((v, end)) = got {
+                prop_assert_eq!(v.to_bits(), std_bits(&text[..end]), "{:?}", text);
             }
         }
 
