@@ -335,7 +335,12 @@ fn check_repeat(r: &Report) -> Vec<String> {
 }
 
 /// What is wrong with the comparison of the slower build (nothing when the
-/// gate fails on exactly the slowed scenario and every other is unchanged).
+/// gate fails on exactly the slowed scenario and passes every other).
+///
+/// Other scenarios may move by a fraction of a percent: the `slowdown`
+/// feature changes the code of the mock, and with it how neighbouring
+/// functions are inlined and laid out. Exactness is what the repeated run
+/// of one build proves ([`check_repeat`]).
 fn check_slowdown(r: &Report, slowed_measured: bool) -> Vec<String> {
     let mut problems = Vec::new();
     if !slowed_measured {
@@ -357,9 +362,6 @@ fn check_slowdown(r: &Report, slowed_measured: bool) -> Vec<String> {
                 "{}: verdict {:?}, expected {expected:?}",
                 row.name, row.verdict
             ));
-        }
-        if row.name != SLOWED_SCENARIO && row.change_pct != Some(0.0) {
-            problems.push(format!("{}: changed by {:?}%", row.name, row.change_pct));
         }
     }
     problems
@@ -429,8 +431,11 @@ mod tests {
         // a slowdown under the threshold would not prove anything
         let slight = set(&[(SLOWED_SCENARIO, 1040), ("other", 500)]);
         assert!(!check_slowdown(&compare(&a, &slight, 5.0), true).is_empty());
-        // nor would one that also moved other scenarios
-        let spread = set(&[(SLOWED_SCENARIO, 1100), ("other", 501)]);
+        // other scenarios may move a little (code layout), within the gate
+        let layout = set(&[(SLOWED_SCENARIO, 1100), ("other", 501)]);
+        assert!(check_slowdown(&compare(&a, &layout, 5.0), true).is_empty());
+        // but a slowdown that also fails other scenarios proves nothing about one
+        let spread = set(&[(SLOWED_SCENARIO, 1100), ("other", 600)]);
         assert!(!check_slowdown(&compare(&a, &spread, 5.0), true).is_empty());
         assert!(!check_slowdown(&compare(&a, &slow, 5.0), false).is_empty());
     }
