@@ -420,7 +420,10 @@ impl<'t> Scanner<'t> {
         self.ws();
         if !self.eat(b']') {
             loop {
-                self.ws();
+                // Whitespace between values is rare: look before looping.
+                if let Some(b' ' | b'\n' | b'\r' | b'\t') = self.text.get(self.pos) {
+                    self.ws();
+                }
                 let index = rows.data.len() - start;
                 let Some(v) = self.number() else {
                     return Err(format!(
@@ -438,6 +441,18 @@ impl<'t> Scanner<'t> {
                     ));
                 }
                 rows.data.push(v);
+                // The common separators first: `,` or `]` right after the number.
+                match self.text.get(self.pos) {
+                    Some(b',') => {
+                        self.pos += 1;
+                        continue;
+                    }
+                    Some(b']') => {
+                        self.pos += 1;
+                        break;
+                    }
+                    _ => {}
+                }
                 self.ws();
                 if self.eat(b',') {
                     continue;
