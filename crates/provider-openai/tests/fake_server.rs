@@ -11,29 +11,9 @@ use embeddings_testkit::{
     FakeServer, FakeServerConfig, Fault, FaultAction, RateLimitedFault, Route, StatusFault, Trigger,
 };
 
-const KEY: &str = "sk-test-0123456789abcdefSECRET";
-const MODEL: &str = "text-embedding-3-small";
+mod common;
 
-async fn server() -> FakeServer {
-    FakeServer::start(FakeServerConfig {
-        api_key: Some(KEY.to_owned()),
-        ..FakeServerConfig::default()
-    })
-    .await
-    .expect("fake server starts")
-}
-
-fn config(server: &FakeServer, model: &str, dims: Option<usize>, extra: &str) -> Config {
-    let text = format!(
-        "provider = \"openai\"\nmodel = \"{model}\"\nbase_url = \"{}\"\n{}{extra}",
-        server.openai_base_url(),
-        dims.map(|d| format!("dimensions = {d}\n"))
-            .unwrap_or_default(),
-    );
-    let mut c = Config::from_toml_str(&text).expect("config parses");
-    c.api_key = Some(SecretString::from(KEY));
-    c
-}
+use common::{KEY, MODEL, config, server};
 
 fn embedder(server: &FakeServer, dims: Option<usize>, format: EncodingFormat) -> OpenAiEmbedder {
     let extra = format!("[openai]\nencoding_format = \"{format}\"\n");

@@ -4,15 +4,14 @@
 
 use std::sync::{Arc, Mutex};
 
-use embeddings_core::{Config, Embedder, ErrorKind, SecretString};
+use embeddings_core::{Embedder, ErrorKind};
 use embeddings_openai::OpenAiEmbedder;
 use embeddings_testkit::conformance;
-use embeddings_testkit::{
-    FakeServer, FakeServerConfig, Fault, FaultAction, Route, StatusFault, Trigger,
-};
+use embeddings_testkit::{Fault, FaultAction, Route, StatusFault, Trigger};
 
-const KEY: &str = "sk-test-0123456789abcdefSECRET";
-const MODEL: &str = "text-embedding-3-small";
+mod common;
+
+use common::{KEY, MODEL, config, server};
 
 /// A `MakeWriter` into a shared buffer.
 #[derive(Clone, Default)]
@@ -110,25 +109,4 @@ async fn the_key_is_never_logged_displayed_or_debugged() {
             "a header value leaked: {t}"
         );
     }
-}
-
-async fn server() -> FakeServer {
-    FakeServer::start(FakeServerConfig {
-        api_key: Some(KEY.to_owned()),
-        ..FakeServerConfig::default()
-    })
-    .await
-    .expect("fake server starts")
-}
-
-fn config(server: &FakeServer, model: &str, dims: Option<usize>, extra: &str) -> Config {
-    let text = format!(
-        "provider = \"openai\"\nmodel = \"{model}\"\nbase_url = \"{}\"\n{}{extra}",
-        server.openai_base_url(),
-        dims.map(|d| format!("dimensions = {d}\n"))
-            .unwrap_or_default(),
-    );
-    let mut c = Config::from_toml_str(&text).expect("config parses");
-    c.api_key = Some(SecretString::from(KEY));
-    c
 }
