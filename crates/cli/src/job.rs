@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use embeddings::layers::{StreamOptions, embed_stream};
 use embeddings::{
-    Config, Embedder, Embeddings, Error, ErrorKind, ProviderInfo, Result, async_trait,
+    Config, EmbedRequest, Embedder, Embeddings, Error, ErrorKind, Result, Wrapper, async_trait,
 };
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -52,32 +52,21 @@ impl Counting {
 }
 
 #[async_trait]
-impl Embedder for Counting {
-    fn info(&self) -> &ProviderInfo {
-        self.inner.info()
+impl Wrapper for Counting {
+    fn inner(&self) -> &dyn Embedder {
+        &*self.inner
     }
-    fn dimension(&self) -> usize {
-        self.inner.dimension()
-    }
-    async fn embed_documents(&self, texts: &[&str]) -> Result<Embeddings> {
-        if texts.is_empty() {
-            return self.inner.embed_documents(texts).await;
+
+    async fn embed(&self, request: EmbedRequest<'_>) -> Result<Embeddings> {
+        if request.inputs.is_empty() {
+            return self.inner.embed(request).await;
         }
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let r = self.inner.embed_documents(texts).await;
+        let r = self.inner.embed(request).await;
         if r.is_err() {
             self.failures.fetch_add(1, Ordering::Relaxed);
         }
         r
-    }
-    async fn health_check(&self) -> Result<()> {
-        self.inner.health_check().await
-    }
-    fn count_tokens(&self, text: &str) -> usize {
-        self.inner.count_tokens(text)
-    }
-    fn split_tokens<'a>(&self, text: &'a str, max_tokens: usize) -> Vec<&'a str> {
-        self.inner.split_tokens(text, max_tokens)
     }
 }
 

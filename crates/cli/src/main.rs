@@ -105,14 +105,17 @@ fn load_config(common: &CommonArgs) -> Result<Config> {
 
 /// The provider, counted, under the layers the configuration enables.
 fn build(config: &Config) -> Result<(Arc<dyn Embedder>, Arc<Counting>)> {
+    embeddings::check_sections(config)?;
     let provider = embeddings::registry::build(config)?;
     let counting = Arc::new(Counting::new(provider));
-    let stack = embeddings::layers::apply(Arc::clone(&counting) as Arc<dyn Embedder>, config);
+    let stack = embeddings::layers::apply(Arc::clone(&counting) as Arc<dyn Embedder>, config)?;
     Ok((stack, counting))
 }
 
 async fn health(common: &CommonArgs) -> Result<()> {
     let (embedder, _) = build(&load_config(common)?)?;
+    // Discovery first, so that what the server advertises is reported.
+    embedder.prepare().await?;
     embedder.health_check().await?;
     let info = embedder.info();
     println!(

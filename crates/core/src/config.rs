@@ -22,6 +22,102 @@ pub const ENV_MODEL: &str = "EMBEDDINGS_MODEL";
 /// Dimension override from the environment.
 pub const ENV_DIMENSIONS: &str = "EMBEDDINGS_DIMENSIONS";
 
+/// The largest `dimensions` accepted (no embedding model comes close).
+pub const MAX_DIMENSIONS: usize = 65_536;
+/// The largest `batch.max_batch_size` accepted.
+pub const MAX_BATCH_SIZE: usize = 1_000_000;
+/// The largest `batch.concurrency` and `concurrency.max_in_flight` accepted.
+pub const MAX_CONCURRENCY: usize = 4_096;
+
+/// The typed top-level keys (every other key is a section, parsed by its owner).
+const TOP_LEVEL_KEYS: &str = "provider, model, dimensions, base_url, api_key, input_type, \
+                              output_type, batch, retry, rate_limit, concurrency, timeout";
+
+/// An API key: deserialized from a string only, and a value of another type
+/// is refused without being echoed (it may be a secret given as a number).
+fn secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Option<SecretString>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(SecretString::from(v.to_owned())))
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D2: serde::Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            d.deserialize_any(V)
+        }
+        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Err(E::custom(
+                "`api_key` must be a string (the value is not shown)",
+            ))
+        }
+        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Err(E::custom(
+                "`api_key` must be a string (the value is not shown)",
+            ))
+        }
+        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Err(E::custom(
+                "`api_key` must be a string (the value is not shown)",
+            ))
+        }
+        fn visit_i128<E: serde::de::Error>(self, _: i128) -> Result<Self::Value, E> {
+            Err(E::custom(
+                "`api_key` must be a string (the value is not shown)",
+            ))
+        }
+        fn visit_u128<E: serde::de::Error>(self, _: u128) -> Result<Self::Value, E> {
+            Err(E::custom(
+                "`api_key` must be a string (the value is not shown)",
+            ))
+        }
+        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Err(E::custom(
+                "`api_key` must be a string (the value is not shown)",
+            ))
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+            Err(serde::de::Error::custom(
+                "`api_key` must be a string (the value is not shown)",
+            ))
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+            Err(serde::de::Error::custom(
+                "`api_key` must be a string (the value is not shown)",
+            ))
+        }
+    }
+    d.deserialize_option(V)
+}
+
+/// A serde message with the offending value cut out: `invalid type:
+/// string "sk-..", expected ..` becomes `invalid type: string, expected ..`.
+/// Values in configuration may be secrets; key names are kept.
+pub fn redact_serde_message(msg: &str) -> String {
+    for prefix in ["invalid type: ", "invalid value: ", "invalid length "] {
+        if let Some(rest) = msg.strip_prefix(prefix) {
+            let (head, tail) = match rest.find(", expected") {
+                Some(i) => rest.split_at(i),
+                None => (rest, ""),
+            };
+            let kind_end = head
+                .find(|c: char| c == '`' || c == '"' || c == '\'' || c.is_ascii_digit())
+                .unwrap_or(head.len());
+            let kind = head[..kind_end].trim_end();
+            return format!("{prefix}{kind}{tail}");
+        }
+    }
+    msg.to_owned()
+}
+
 /// What to do with an input longer than the provider's `max_input_tokens`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -201,8 +297,15 @@ pub struct Config {
     #[serde(default)]
     pub base_url: Option<String>,
     /// API key; providers fall back to their own environment variable.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "secret")]
     pub api_key: Option<SecretString>,
+    /// The input type of the `embed` CLI's requests (library calls say it
+    /// per request, in [`EmbedRequest`](crate::EmbedRequest)).
+    #[serde(default)]
+    pub input_type: Option<crate::InputType>,
+    /// The output type of the `embed` CLI's requests.
+    #[serde(default)]
+    pub output_type: Option<crate::OutputType>,
     /// Batch layer settings.
     #[serde(default)]
     pub batch: BatchConfig,
@@ -218,12 +321,15 @@ pub struct Config {
     /// Timeout layer settings.
     #[serde(default)]
     pub timeout: TimeoutConfig,
-    /// Provider sections (`[openai]`, `[ollama]`, ...), parsed by their provider.
+    /// Every other section: providers' (`[openai]`, `[ollama]`, ...) and
+    /// layers' (`[prompts]`, `[cache]`, ...), each parsed by its owner with
+    /// [`Config::section`]. Parsing checks only that each is a table; which
+    /// names are known is decided by the facade, which knows the features.
     #[serde(flatten)]
-    pub providers: BTreeMap<String, serde_json::Value>,
+    pub sections: BTreeMap<String, serde_json::Value>,
 }
 
-/// Prints every typed setting; the API key as `[redacted]`; of the provider
+/// Prints every typed setting; the API key as `[redacted]`; of the other
 /// sections only their keys, since they may hold secrets (extra headers).
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -251,8 +357,10 @@ impl std::fmt::Debug for Config {
             .field("retry", &self.retry)
             .field("rate_limit", &self.rate_limit)
             .field("concurrency", &self.concurrency)
+            .field("input_type", &self.input_type)
+            .field("output_type", &self.output_type)
             .field("timeout", &self.timeout)
-            .field("providers", &Keys(&self.providers))
+            .field("sections", &Keys(&self.sections))
             .finish()
     }
 }
@@ -265,12 +373,14 @@ impl Default for Config {
             dimensions: None,
             base_url: None,
             api_key: None,
+            input_type: None,
+            output_type: None,
             batch: BatchConfig::default(),
             retry: RetryConfig::default(),
             rate_limit: RateLimitConfig::default(),
             concurrency: ConcurrencyConfig::default(),
             timeout: TimeoutConfig::default(),
-            providers: BTreeMap::new(),
+            sections: BTreeMap::new(),
         }
     }
 }
@@ -286,16 +396,37 @@ impl Config {
 
     /// Parses TOML and validates.
     pub fn from_toml_str(text: &str) -> Result<Self> {
-        let c: Config = toml::from_str(text)
-            .map_err(|e| Error::config(format!("invalid TOML config: {}", e.message().trim())))?;
+        let c: Config = toml::from_str(text).map_err(|e| {
+            let at = e
+                .span()
+                .map(|span| {
+                    let start = span.start.min(text.len());
+                    let line_no = text[..start].matches('\n').count() + 1;
+                    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+                    let line = text[line_start..].lines().next().unwrap_or("");
+                    match line.split_once('=') {
+                        Some((key, _)) => format!(" at line {line_no} (`{}`)", key.trim()),
+                        None => format!(" at line {line_no}"),
+                    }
+                })
+                .unwrap_or_default();
+            Error::config(format!(
+                "invalid TOML config{at}: {}",
+                redact_serde_message(e.message().trim())
+            ))
+        })?;
         c.validate()?;
         Ok(c)
     }
 
     /// Parses JSON and validates.
     pub fn from_json_str(text: &str) -> Result<Self> {
-        let c: Config = serde_json::from_str(text)
-            .map_err(|e| Error::config(format!("invalid JSON config: {e}")))?;
+        let c: Config = serde_json::from_str(text).map_err(|e| {
+            Error::config(format!(
+                "invalid JSON config: {}",
+                redact_serde_message(&e.to_string())
+            ))
+        })?;
         c.validate()?;
         Ok(c)
     }
@@ -348,11 +479,17 @@ impl Config {
         Ok(())
     }
 
-    /// Checks every value; the error names the key and the bad value.
+    /// Checks every value; the error names the key and the bad value (never
+    /// the value of a key that may hold a secret). Does not consult the
+    /// provider registry: a file is portable across feature sets, and the
+    /// facade checks section names against what the build knows.
     pub fn validate(&self) -> Result<()> {
-        fn positive(key: &str, v: Option<usize>) -> Result<()> {
+        fn range(key: &str, v: Option<usize>, max: usize) -> Result<()> {
             match v {
                 Some(0) => Err(Error::config(format!("`{key}` = 0: must be at least 1"))),
+                Some(n) if n > max => Err(Error::config(format!(
+                    "`{key}` = {n}: must be at most {max}"
+                ))),
                 _ => Ok(()),
             }
         }
@@ -364,23 +501,41 @@ impl Config {
                 return Err(Error::config("`model` = \"\": must not be empty"));
             }
         }
-        positive("dimensions", self.dimensions)?;
+        range("dimensions", self.dimensions, MAX_DIMENSIONS)?;
         if let Some(u) = &self.base_url {
             if u.trim().is_empty() {
                 return Err(Error::config("`base_url` = \"\": must not be empty"));
             }
         }
-        positive("batch.max_batch_size", self.batch.max_batch_size)?;
-        positive("batch.max_batch_tokens", self.batch.max_batch_tokens)?;
-        positive("batch.concurrency", Some(self.batch.concurrency))?;
-        positive("concurrency.max_in_flight", self.concurrency.max_in_flight)?;
-        positive(
+        range(
+            "batch.max_batch_size",
+            self.batch.max_batch_size,
+            MAX_BATCH_SIZE,
+        )?;
+        range(
+            "batch.max_batch_tokens",
+            self.batch.max_batch_tokens,
+            usize::MAX,
+        )?;
+        range(
+            "batch.concurrency",
+            Some(self.batch.concurrency),
+            MAX_CONCURRENCY,
+        )?;
+        range(
+            "concurrency.max_in_flight",
+            self.concurrency.max_in_flight,
+            MAX_CONCURRENCY,
+        )?;
+        range(
             "rate_limit.requests_per_minute",
             self.rate_limit.requests_per_minute.map(|v| v as usize),
+            usize::MAX,
         )?;
-        positive(
+        range(
             "rate_limit.tokens_per_minute",
             self.rate_limit.tokens_per_minute.map(|v| v as usize),
+            usize::MAX,
         )?;
         if self.retry.max_backoff < self.retry.initial_backoff {
             return Err(Error::config(format!(
@@ -393,41 +548,58 @@ impl Config {
                 "`timeout.per_attempt` = 0s: must be longer than zero (leave it out for no deadline)",
             ));
         }
-        for (key, value) in &self.providers {
-            if crate::registry::find(key).is_err() {
-                let names: Vec<_> = crate::registry::registered()
-                    .iter()
-                    .map(|r| r.name)
-                    .collect();
-                return Err(Error::config(format!(
-                    "unknown config key `{key}` (known keys: provider, model, dimensions, base_url, \
-                     api_key, batch, retry, rate_limit, concurrency, timeout, and a section per \
-                     registered provider: {})",
-                    names.join(", ")
-                )));
-            }
+        for (key, value) in &self.sections {
             if !value.is_object() {
+                let found = match value {
+                    serde_json::Value::Null => "nothing",
+                    serde_json::Value::Bool(_) => "a boolean",
+                    serde_json::Value::Number(_) => "a number",
+                    serde_json::Value::String(_) => "a string",
+                    serde_json::Value::Array(_) => "an array",
+                    serde_json::Value::Object(_) => "a table",
+                };
                 return Err(Error::config(format!(
-                    "`{key}` = {value}: must be a table of {key} settings"
+                    "unknown config key `{key}` (found {found}; the value is not shown): the \
+                     top-level keys are {TOP_LEVEL_KEYS}, and every other key must be a table \
+                     such as [{key}] (a provider's or a layer's section)"
                 )));
             }
         }
         Ok(())
     }
 
-    /// Parses the provider's own section (`[name]`), or `T::default()` when
-    /// absent. Unknown keys in the section are an error that names them.
-    pub fn provider_section<T: DeserializeOwned + Default>(&self, name: &str) -> Result<T> {
+    /// The names of the sections present (`[openai]`, `[prompts]`, ...).
+    pub fn section_names(&self) -> impl Iterator<Item = &str> {
+        self.sections.keys().map(String::as_str)
+    }
+
+    /// Parses a section (`[name]`, case-insensitive), or `T::default()` when
+    /// absent. Unknown keys in the section are an error that names them; a
+    /// bad value is named by its key, and not echoed (it may be a secret).
+    pub fn section<T: DeserializeOwned + Default>(&self, name: &str) -> Result<T> {
         let found = self
-            .providers
+            .sections
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name));
         match found {
             None => Ok(T::default()),
-            Some((key, value)) => {
-                T::deserialize(value).map_err(|e| Error::config(format!("in section [{key}]: {e}")))
-            }
+            Some((key, value)) => T::deserialize(value).map_err(|e| {
+                Error::config(format!(
+                    "in section [{key}]: {}",
+                    redact_serde_message(&e.to_string())
+                ))
+            }),
         }
+    }
+
+    /// A provider's section: the same as [`Config::section`].
+    pub fn provider_section<T: DeserializeOwned + Default>(&self, name: &str) -> Result<T> {
+        self.section(name)
+    }
+
+    /// Whether a section of that name (case-insensitive) is present.
+    pub fn has_section(&self, name: &str) -> bool {
+        self.sections.keys().any(|k| k.eq_ignore_ascii_case(name))
     }
 }
 
@@ -485,6 +657,69 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_in_the_wrong_place_is_never_echoed() {
+        for (text, json) in [
+            ("openai = \"sk-SECRET-1234567890\"", false),
+            ("api_key = 1234567890123", false),
+            (r#"{"api_key": 1234567890123}"#, true),
+            (r#"{"api_key": ["sk-SECRET-1234567890"]}"#, true),
+            (r#"{"openai": "sk-SECRET-1234567890"}"#, true),
+        ] {
+            let e = if json {
+                Config::from_json_str(text).unwrap_err()
+            } else {
+                Config::from_toml_str(text).unwrap_err()
+            };
+            let shown = format!("{e} {e:?}");
+            assert!(
+                !shown.contains("SECRET") && !shown.contains("1234567890"),
+                "{text}: {shown}"
+            );
+            assert!(
+                shown.contains("openai") || shown.contains("api_key"),
+                "{text}: {shown}"
+            );
+        }
+        // A provider's own section: its parser's error names the key, not the value.
+        #[derive(Debug, Default, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Section {
+            api_key: Option<String>,
+        }
+        let c = Config::from_toml_str("[openai]\napi_key = 1234567890123").unwrap();
+        let e = c.section::<Section>("openai").unwrap_err();
+        assert!(!e.to_string().contains("1234567890123"), "{e}");
+        assert!(e.to_string().contains("[openai]"), "{e}");
+    }
+
+    #[test]
+    fn sizes_beyond_the_maxima_are_refused() {
+        for (text, key) in [
+            ("dimensions = 9223372036854775807", "dimensions"),
+            (
+                "[batch]\nmax_batch_size = 10000000000",
+                "batch.max_batch_size",
+            ),
+            ("[batch]\nconcurrency = 100000", "batch.concurrency"),
+        ] {
+            let e = Config::from_toml_str(text).unwrap_err();
+            assert!(e.to_string().contains(key), "{text}: {e}");
+            assert!(e.to_string().contains("at most"), "{text}: {e}");
+        }
+        // Beyond u64: a clear parse error, not a panic.
+        assert!(Config::from_toml_str("dimensions = 18446744073709551616").is_err());
+    }
+
+    #[test]
+    fn input_and_output_types_are_read() {
+        let c = Config::from_toml_str("input_type = \"query\"\noutput_type = \"ubinary\"").unwrap();
+        assert_eq!(c.input_type, Some(crate::InputType::Query));
+        assert_eq!(c.output_type, Some(crate::OutputType::Ubinary));
+        let e = Config::from_toml_str("output_type = \"int4\"").unwrap_err();
+        assert!(e.to_string().contains("int4"), "{e}");
+    }
+
+    #[test]
     fn unknown_key_in_typed_section_is_named() {
         let e = Config::from_toml_str("[retry]\nmax_retrys = 3").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidConfig);
@@ -495,7 +730,8 @@ mod tests {
     fn wrong_type_is_reported() {
         let e = Config::from_toml_str("dimensions = \"many\"").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidConfig);
-        assert!(e.to_string().contains("many"), "{e}");
+        assert!(e.to_string().contains("line 1 (`dimensions`)"), "{e}");
+        assert!(e.to_string().contains("invalid type: string"), "{e}");
         let e = Config::from_json_str("{not json").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidConfig);
     }
@@ -532,7 +768,7 @@ mod tests {
     #[test]
     fn provider_section_values_are_not_in_debug() {
         let mut c = Config::default();
-        c.providers.insert(
+        c.sections.insert(
             "some".into(),
             serde_json::json!({"headers": {"x-secret": "hunter2"}, "encoding_format": "float"}),
         );

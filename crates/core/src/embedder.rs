@@ -2,14 +2,22 @@
 
 use std::borrow::Cow;
 use std::fmt::Debug;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
 use crate::embeddings::Embeddings;
 use crate::error::{Error, ErrorKind, Result};
+use crate::request::{EmbedRequest, InputType, OutputType};
 
 /// What a provider tells the layers to plan with.
+///
+/// Built with [`ProviderInfo::new`] (generous limits) and adjusted field by
+/// field by the provider; `#[non_exhaustive]` so that fields can be added.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ProviderInfo {
     /// The registered provider name (`"openai"`, `"ollama"`, `"mock"`, ...).
     pub provider: Cow<'static, str>,
@@ -26,6 +34,21 @@ pub struct ProviderInfo {
     pub max_batch_tokens: usize,
     /// Whether returned vectors have unit L2 norm.
     pub normalized: bool,
+    /// The input types the provider's API honours natively (sent on the
+    /// wire); for the others a configured `[prompts]` prompt is applied, or
+    /// the type is ignored. Empty: none.
+    pub input_types: &'static [InputType],
+    /// The output types the provider produces natively, besides `F32`
+    /// (which every provider produces). `Binary` and `Ubinary` are computed
+    /// client-side for the others.
+    pub output_types: &'static [OutputType],
+    /// Whether the model runs in this process (no network): the layers use
+    /// defaults that fit (no retry of compute errors, no adaptive rate limit).
+    pub in_process: bool,
+    /// Every setting that changes the vectors, as `key=value` pairs joined
+    /// by `;` (provider and model first); cache keys and job checkpoints use
+    /// it. Never holds a secret. See [`ProviderInfo::add_fingerprint`].
+    pub fingerprint: String,
 }
 
 impl ProviderInfo {
@@ -35,15 +58,63 @@ impl ProviderInfo {
         model: impl Into<String>,
         dimension: usize,
     ) -> Self {
+        let provider = provider.into();
+        let model = model.into();
+        let fingerprint = format!("provider={provider};model={model}");
         ProviderInfo {
-            provider: provider.into(),
-            model: model.into(),
+            provider,
+            model,
             dimension,
             max_batch_size: 2048,
             max_input_tokens: 8192,
             max_batch_tokens: 300_000,
             normalized: true,
+            input_types: &[],
+            output_types: &[],
+            in_process: false,
+            fingerprint,
         }
+    }
+
+    /// Adds a vector-changing setting to the fingerprint (`;key=value`).
+    pub fn add_fingerprint(&mut self, key: &str, value: impl std::fmt::Display) {
+        use std::fmt::Write;
+        let _ = write!(self.fingerprint, ";{key}={value}");
+    }
+
+    /// Whether the provider sends `input_type` on the wire.
+    #[inline]
+    pub fn supports_input_type(&self, t: InputType) -> bool {
+        self.input_types.contains(&t)
+    }
+
+    /// Whether the provider produces `t` itself (`F32` always).
+    #[inline]
+    pub fn supports_output_type(&self, t: OutputType) -> bool {
+        t == OutputType::F32 || self.output_types.contains(&t)
+    }
+
+    /// `Ok` when the provider produces the request's output type natively;
+    /// otherwise an `InvalidInput` error naming the provider and the type.
+    /// Providers call it first thing in [`Embedder::embed`].
+    pub fn check_output_type(&self, request: &EmbedRequest<'_>) -> Result<()> {
+        if self.supports_output_type(request.output_type) {
+            return Ok(());
+        }
+        let mut native = vec!["f32"];
+        native.extend(self.output_types.iter().map(|t| t.as_str()));
+        Err(Error::invalid_input(format!(
+            "provider {} does not produce {} vectors (it produces: {}{})",
+            self.provider,
+            request.output_type,
+            native.join(", "),
+            if request.output_type.is_packed() {
+                "; the layers compute binary and ubinary from f32"
+            } else {
+                ""
+            }
+        ))
+        .with_provider(self.provider.clone()))
     }
 }
 
@@ -54,10 +125,17 @@ pub fn estimate_tokens(text: &str) -> usize {
     text.len().div_ceil(4)
 }
 
+/// The boxed future of the [`Embedder`] methods (what `async_trait` makes).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
 /// A text-embedding provider (or a layer around one).
 ///
 /// Dyn-compatible: the registry hands out `Arc<dyn Embedder>`. Inputs are
-/// borrowed; nothing here copies the caller's text.
+/// borrowed; nothing here copies the caller's text. One method does the
+/// work, [`embed`](Embedder::embed); [`embed_documents`](Embedder::embed_documents)
+/// and [`embed_query`](Embedder::embed_query) are conveniences over it (a
+/// query is an [`EmbedRequest`] of [`InputType::Query`], and stays one
+/// through every layer). Implement `embed`, never the conveniences.
 ///
 /// Contract, checked for every provider by the testkit's conformance suite:
 /// row `i` of the result belongs to input `i`; an empty input list gives an
@@ -65,7 +143,7 @@ pub fn estimate_tokens(text: &str) -> usize {
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-/// use embeddings_core::{Embedder, Embeddings, ProviderInfo, Result, async_trait};
+/// use embeddings_core::{EmbedRequest, Embedder, Embeddings, ProviderInfo, Result, async_trait};
 ///
 /// #[derive(Debug)]
 /// struct Ones(ProviderInfo);
@@ -73,14 +151,16 @@ pub fn estimate_tokens(text: &str) -> usize {
 /// #[async_trait]
 /// impl Embedder for Ones {
 ///     fn info(&self) -> &ProviderInfo { &self.0 }
-///     async fn embed_documents(&self, texts: &[&str]) -> Result<Embeddings> {
-///         Embeddings::from_flat(vec![1.0; texts.len() * 2], 2)
+///     async fn embed(&self, request: EmbedRequest<'_>) -> Result<Embeddings> {
+///         self.0.check_output_type(&request)?;
+///         Embeddings::from_flat(vec![1.0; request.inputs.len() * 2], 2)
 ///     }
 ///     async fn health_check(&self) -> Result<()> { Ok(()) }
 /// }
 ///
 /// let e = Ones(ProviderInfo::new("ones", "ones", 2));
 /// assert_eq!(e.embed_query("hi").await.unwrap(), vec![1.0, 1.0]);
+/// assert_eq!(e.embed_documents(&["a", "b"]).await.unwrap().len(), 2);
 /// # });
 /// ```
 #[async_trait]
@@ -94,23 +174,41 @@ pub trait Embedder: Send + Sync + Debug + 'static {
         self.info().dimension
     }
 
-    /// Embeds every text; row `i` of the result belongs to `texts[i]`.
-    async fn embed_documents(&self, texts: &[&str]) -> Result<Embeddings>;
+    /// Embeds every input of `request`; row `i` of the result belongs to
+    /// `request.inputs[i]`, in the request's output type.
+    async fn embed(&self, request: EmbedRequest<'_>) -> Result<Embeddings>;
 
-    /// Embeds one text.
+    /// Embeds documents as `f32`: `embed(EmbedRequest::new(texts))`.
+    fn embed_documents<'life0, 'life1, 'life2, 'async_trait>(
+        &'life0 self,
+        texts: &'life1 [&'life2 str],
+    ) -> BoxFuture<'async_trait, Result<Embeddings>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.embed(EmbedRequest::new(texts))
+    }
+
+    /// Embeds one query as `f32`: `embed(EmbedRequest::query(&[text]))`.
     async fn embed_query(&self, text: &str) -> Result<Vec<f32>> {
-        let e = self.embed_documents(&[text]).await?;
-        if e.len() != 1 {
-            return Err(Error::new(
-                ErrorKind::InvalidResponse,
-                format!("expected 1 vector for one query, got {}", e.len()),
-            ));
-        }
-        Ok(e.into_single().unwrap_or_default())
+        let inputs = [text];
+        let e = self.embed(EmbedRequest::query(&inputs)).await?;
+        single_row(e)
     }
 
     /// Proves the provider is reachable and configured (key, model).
     async fn health_check(&self) -> Result<()>;
+
+    /// Learns from the server what the configuration did not say (limits,
+    /// dimension), so that [`info`](Embedder::info) reports them before the
+    /// first planned batch. Idempotent and cheap once done; the batch layer
+    /// calls it before planning, layers pass it on. The default does nothing.
+    async fn prepare(&self) -> Result<()> {
+        Ok(())
+    }
 
     /// Tokens the provider counts for `text` (used by the layers to plan
     /// batches and rate limits). The default is [`estimate_tokens`].
@@ -123,6 +221,212 @@ pub trait Embedder: Send + Sync + Debug + 'static {
     /// the truncate and chunk policies for over-long inputs.
     fn split_tokens<'a>(&self, text: &'a str, max_tokens: usize) -> Vec<&'a str> {
         split_by_bytes(text, max_tokens.max(1) * 4)
+    }
+}
+
+/// The one `f32` row of a one-input answer (for `embed_query`), or an
+/// `InvalidResponse` error naming what came back instead.
+pub fn single_row(e: Embeddings) -> Result<Vec<f32>> {
+    if e.len() != 1 {
+        return Err(Error::new(
+            ErrorKind::InvalidResponse,
+            format!("expected 1 vector for one query, got {}", e.len()),
+        ));
+    }
+    let output = e.output_type();
+    e.into_single().ok_or_else(|| {
+        Error::new(
+            ErrorKind::Internal,
+            format!("a query asked for f32 rows got {output} rows"),
+        )
+    })
+}
+
+/// The forwarding base of a layer: implement [`inner`](Wrapper::inner) and
+/// only the methods the layer changes; everything else goes to the inner
+/// embedder unchanged (and without an extra boxed future). Every `Wrapper`
+/// is an [`Embedder`].
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use embeddings_core::{EmbedRequest, Embedder, Embeddings, Result, Wrapper, async_trait};
+///
+/// /// Counts the inputs that pass.
+/// #[derive(Debug)]
+/// struct CountInputs { inner: Arc<dyn Embedder>, seen: AtomicUsize }
+///
+/// #[async_trait]
+/// impl Wrapper for CountInputs {
+///     fn inner(&self) -> &dyn Embedder { &*self.inner }
+///     async fn embed(&self, request: EmbedRequest<'_>) -> Result<Embeddings> {
+///         self.seen.fetch_add(request.inputs.len(), Ordering::Relaxed);
+///         self.inner.embed(request).await
+///     }
+/// }
+/// # #[derive(Debug)] struct Two(embeddings_core::ProviderInfo);
+/// # #[async_trait] impl Embedder for Two {
+/// #     fn info(&self) -> &embeddings_core::ProviderInfo { &self.0 }
+/// #     async fn embed(&self, r: EmbedRequest<'_>) -> Result<Embeddings> { Embeddings::from_flat(vec![0.5; r.inputs.len() * 2], 2) }
+/// #     async fn health_check(&self) -> Result<()> { Ok(()) }
+/// # }
+/// let provider: Arc<dyn Embedder> = Arc::new(Two(embeddings_core::ProviderInfo::new("two", "two", 2)));
+/// let layer = CountInputs { inner: provider, seen: AtomicUsize::new(0) };
+/// layer.embed_documents(&["a", "b"]).await.unwrap();
+/// layer.embed_query("q").await.unwrap(); // a query goes through `embed` too
+/// assert_eq!(layer.seen.load(Ordering::Relaxed), 3);
+/// assert_eq!(Embedder::dimension(&layer), 2); // forwarded
+/// # });
+/// ```
+#[async_trait]
+pub trait Wrapper: Send + Sync + Debug + 'static {
+    /// The embedder this layer wraps.
+    fn inner(&self) -> &dyn Embedder;
+
+    /// What the layers above plan with; the inner embedder's by default.
+    fn info(&self) -> &ProviderInfo {
+        self.inner().info()
+    }
+
+    /// The dimension; [`Wrapper::info`]'s by default.
+    fn dimension(&self) -> usize {
+        Wrapper::info(self).dimension
+    }
+
+    /// Passes the request on by default.
+    fn embed<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        request: EmbedRequest<'life1>,
+    ) -> BoxFuture<'async_trait, Result<Embeddings>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.inner().embed(request)
+    }
+
+    /// Passes the check on by default.
+    fn health_check<'life0, 'async_trait>(&'life0 self) -> BoxFuture<'async_trait, Result<()>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.inner().health_check()
+    }
+
+    /// Passes discovery on by default.
+    fn prepare<'life0, 'async_trait>(&'life0 self) -> BoxFuture<'async_trait, Result<()>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.inner().prepare()
+    }
+
+    /// The inner embedder's count by default.
+    fn count_tokens(&self, text: &str) -> usize {
+        self.inner().count_tokens(text)
+    }
+
+    /// The inner embedder's split by default.
+    fn split_tokens<'a>(&self, text: &'a str, max_tokens: usize) -> Vec<&'a str> {
+        self.inner().split_tokens(text, max_tokens)
+    }
+}
+
+impl<W: Wrapper> Embedder for W {
+    #[inline]
+    fn info(&self) -> &ProviderInfo {
+        Wrapper::info(self)
+    }
+    #[inline]
+    fn dimension(&self) -> usize {
+        Wrapper::dimension(self)
+    }
+    #[inline]
+    fn embed<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        request: EmbedRequest<'life1>,
+    ) -> BoxFuture<'async_trait, Result<Embeddings>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        Wrapper::embed(self, request)
+    }
+    #[inline]
+    fn health_check<'life0, 'async_trait>(&'life0 self) -> BoxFuture<'async_trait, Result<()>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        Wrapper::health_check(self)
+    }
+    #[inline]
+    fn prepare<'life0, 'async_trait>(&'life0 self) -> BoxFuture<'async_trait, Result<()>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        Wrapper::prepare(self)
+    }
+    #[inline]
+    fn count_tokens(&self, text: &str) -> usize {
+        Wrapper::count_tokens(self, text)
+    }
+    #[inline]
+    fn split_tokens<'a>(&self, text: &'a str, max_tokens: usize) -> Vec<&'a str> {
+        Wrapper::split_tokens(self, text, max_tokens)
+    }
+}
+
+/// Wraps an embedder in another: the unit of the layer stack
+/// (DESIGN.md §3). `EmbedderBuilder::layer` in the facade adds user layers;
+/// the facade's built-in layers implement it too.
+pub trait Layer: Send + Sync + Debug {
+    /// Wraps `inner`.
+    fn layer(&self, inner: Arc<dyn Embedder>) -> Arc<dyn Embedder>;
+}
+
+/// A [`Layer`] made of a function (`name` shows in `Debug`).
+///
+/// ```
+/// use std::sync::Arc;
+/// use embeddings_core::{Embedder, Layer, LayerFn};
+/// let identity = LayerFn::new("identity", |inner: Arc<dyn Embedder>| inner);
+/// assert_eq!(format!("{identity:?}"), "LayerFn(\"identity\")");
+/// ```
+#[derive(Clone)]
+pub struct LayerFn<F> {
+    name: &'static str,
+    f: F,
+}
+
+impl<F> LayerFn<F>
+where
+    F: Fn(Arc<dyn Embedder>) -> Arc<dyn Embedder> + Send + Sync,
+{
+    /// A layer that calls `f`.
+    pub fn new(name: &'static str, f: F) -> Self {
+        LayerFn { name, f }
+    }
+}
+
+impl<F> Debug for LayerFn<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("LayerFn").field(&self.name).finish()
+    }
+}
+
+impl<F> Layer for LayerFn<F>
+where
+    F: Fn(Arc<dyn Embedder>) -> Arc<dyn Embedder> + Send + Sync,
+{
+    fn layer(&self, inner: Arc<dyn Embedder>) -> Arc<dyn Embedder> {
+        (self.f)(inner)
     }
 }
 
@@ -162,32 +466,65 @@ pub trait EmbedderExt: Embedder {
     /// Embeds owned strings (or anything `AsRef<str>`) without copying their text.
     async fn embed_texts<S: AsRef<str> + Sync>(&self, texts: &[S]) -> Result<Embeddings> {
         let refs: Vec<&str> = texts.iter().map(AsRef::as_ref).collect();
-        self.embed_documents(&refs).await
+        self.embed(EmbedRequest::new(&refs)).await
     }
 }
 
 impl<E: Embedder + ?Sized> EmbedderExt for E {}
 
-#[async_trait]
-impl<E: Embedder + ?Sized> Embedder for std::sync::Arc<E> {
+impl Embedder for Arc<dyn Embedder> {
+    #[inline]
     fn info(&self) -> &ProviderInfo {
         (**self).info()
     }
+    #[inline]
     fn dimension(&self) -> usize {
         (**self).dimension()
     }
-    async fn embed_documents(&self, texts: &[&str]) -> Result<Embeddings> {
-        (**self).embed_documents(texts).await
+    #[inline]
+    fn embed<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        request: EmbedRequest<'life1>,
+    ) -> BoxFuture<'async_trait, Result<Embeddings>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        (**self).embed(request)
     }
-    async fn embed_query(&self, text: &str) -> Result<Vec<f32>> {
-        (**self).embed_query(text).await
+    fn embed_query<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        text: &'life1 str,
+    ) -> BoxFuture<'async_trait, Result<Vec<f32>>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        (**self).embed_query(text)
     }
-    async fn health_check(&self) -> Result<()> {
-        (**self).health_check().await
+    #[inline]
+    fn health_check<'life0, 'async_trait>(&'life0 self) -> BoxFuture<'async_trait, Result<()>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        (**self).health_check()
     }
+    #[inline]
+    fn prepare<'life0, 'async_trait>(&'life0 self) -> BoxFuture<'async_trait, Result<()>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        (**self).prepare()
+    }
+    #[inline]
     fn count_tokens(&self, text: &str) -> usize {
         (**self).count_tokens(text)
     }
+    #[inline]
     fn split_tokens<'a>(&self, text: &'a str, max_tokens: usize) -> Vec<&'a str> {
         (**self).split_tokens(text, max_tokens)
     }

@@ -1,6 +1,7 @@
 //! The batch result: one contiguous row-major buffer.
 
 use crate::error::{Error, Result};
+use crate::request::OutputType;
 
 /// Token usage reported by the provider for one request (or summed over a batch).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -9,6 +10,8 @@ pub struct Usage {
     pub prompt_tokens: u64,
     /// Tokens billed in total.
     pub total_tokens: u64,
+    /// Rows answered from a cache rather than by the provider.
+    pub cached_rows: u64,
 }
 
 impl Usage {
@@ -16,6 +19,16 @@ impl Usage {
     pub fn add(&mut self, other: Usage) {
         self.prompt_tokens += other.prompt_tokens;
         self.total_tokens += other.total_tokens;
+        self.cached_rows += other.cached_rows;
+    }
+
+    /// Usage of `prompt_tokens` input tokens, billed as such.
+    pub fn tokens(prompt_tokens: u64) -> Self {
+        Usage {
+            prompt_tokens,
+            total_tokens: prompt_tokens,
+            cached_rows: 0,
+        }
     }
 }
 
@@ -38,10 +51,38 @@ pub struct RateLimitSnapshot {
     pub reset_tokens: Option<std::time::Duration>,
 }
 
-/// The vectors of one batch: `len()` rows of `dim()` floats in one `Vec<f32>`.
+/// The rows of an [`Embeddings`] in their element type.
+#[derive(Debug, Clone, PartialEq)]
+enum Data {
+    F32(Vec<f32>),
+    I8(Vec<i8>),
+    U8(Vec<u8>),
+}
+
+/// One row of an [`Embeddings`] of any [`OutputType`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RowRef<'a> {
+    /// An `f32` row.
+    F32(&'a [f32]),
+    /// An `int8` row, or a packed `binary` row.
+    I8(&'a [i8]),
+    /// A `uint8` row, or a packed `ubinary` row.
+    U8(&'a [u8]),
+}
+
+/// The vectors of one batch: `len()` rows of `dim()` dimensions in one buffer.
 ///
 /// Row `i` always belongs to input `i`. One allocation per batch, not one per
-/// vector.
+/// vector. The buffer holds `f32` (the default [`OutputType`]), or bytes for
+/// the quantized types: `int8`/`binary` as `i8`, `uint8`/`ubinary` as `u8`,
+/// packed types with `dim().div_ceil(8)` bytes per row.
+///
+/// The `f32` accessors ([`row`](Embeddings::row), [`iter`](Embeddings::iter),
+/// [`as_flat`](Embeddings::as_flat), ...) panic on quantized rows, as
+/// indexing out of range does: a caller gets quantized rows only by asking
+/// for them. [`row_ref`](Embeddings::row_ref), [`as_i8`](Embeddings::as_i8),
+/// [`as_u8`](Embeddings::as_u8) and [`row_bytes`](Embeddings::row_bytes)
+/// read every type.
 ///
 /// ```
 /// use embeddings_core::Embeddings;
@@ -49,20 +90,41 @@ pub struct RateLimitSnapshot {
 /// assert_eq!(e.len(), 2);
 /// assert_eq!(e.row(1), &[0.0, 1.0]);
 /// ```
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Embeddings {
-    data: Vec<f32>,
+    data: Data,
+    output: OutputType,
     dim: usize,
     rows: usize,
     usage: Option<Usage>,
     rate_limits: Option<RateLimitSnapshot>,
 }
 
+impl Default for Embeddings {
+    fn default() -> Self {
+        Embeddings::empty(0)
+    }
+}
+
+fn wrong_type(what: &str, output: OutputType) -> ! {
+    panic!("{what} on {output} embeddings (use row_ref, as_i8 or as_u8)")
+}
+
 impl Embeddings {
     /// An empty result (no rows) of the given dimension.
     pub fn empty(dim: usize) -> Self {
+        Embeddings::empty_of(OutputType::F32, dim)
+    }
+
+    /// An empty result of the given type and dimension.
+    pub fn empty_of(output: OutputType, dim: usize) -> Self {
         Embeddings {
-            data: Vec::new(),
+            data: match output {
+                OutputType::F32 => Data::F32(Vec::new()),
+                OutputType::Int8 | OutputType::Binary => Data::I8(Vec::new()),
+                OutputType::Uint8 | OutputType::Ubinary => Data::U8(Vec::new()),
+            },
+            output,
             dim,
             rows: 0,
             usage: None,
@@ -70,39 +132,87 @@ impl Embeddings {
         }
     }
 
-    /// Wraps a row-major buffer. Fails when `dim` is 0 with data present, or
-    /// when the buffer's length is not a multiple of `dim`.
-    pub fn from_flat(data: Vec<f32>, dim: usize) -> Result<Self> {
-        if dim == 0 {
-            if data.is_empty() {
-                return Ok(Embeddings::empty(0));
+    fn check_len(len: usize, row_len: usize, what: &str) -> Result<usize> {
+        if row_len == 0 {
+            if len == 0 {
+                return Ok(0);
             }
             return Err(Error::invalid_response("vectors of dimension 0"));
         }
-        if data.len() % dim != 0 {
+        if len % row_len != 0 {
             return Err(Error::invalid_response(format!(
-                "buffer of {} floats is not a whole number of rows of dimension {dim}",
-                data.len()
+                "buffer of {len} {what} is not a whole number of rows of {row_len}"
             )));
         }
-        let rows = data.len() / dim;
+        Ok(len / row_len)
+    }
+
+    /// Wraps a row-major buffer. Fails when `dim` is 0 with data present, or
+    /// when the buffer's length is not a multiple of `dim`.
+    pub fn from_flat(data: Vec<f32>, dim: usize) -> Result<Self> {
+        let rows = Self::check_len(data.len(), dim, "floats")?;
         Ok(Embeddings {
-            data,
-            dim,
             rows,
-            usage: None,
-            rate_limits: None,
+            data: Data::F32(data),
+            ..Embeddings::empty(dim)
+        })
+    }
+
+    /// Wraps `int8` rows (`output` = `Int8`, `dim` bytes per row) or packed
+    /// `binary` rows (`output` = `Binary`, `dim.div_ceil(8)` bytes per row).
+    pub fn from_i8(data: Vec<i8>, dim: usize, output: OutputType) -> Result<Self> {
+        if !matches!(output, OutputType::Int8 | OutputType::Binary) {
+            return Err(Error::new(
+                crate::ErrorKind::Internal,
+                format!("from_i8 with output type {output}"),
+            ));
+        }
+        let rows = Self::check_len(data.len(), output.row_len(dim), "bytes")?;
+        Ok(Embeddings {
+            rows,
+            data: Data::I8(data),
+            ..Embeddings::empty_of(output, dim)
+        })
+    }
+
+    /// Wraps `uint8` rows (`output` = `Uint8`) or packed `ubinary` rows
+    /// (`output` = `Ubinary`).
+    pub fn from_u8(data: Vec<u8>, dim: usize, output: OutputType) -> Result<Self> {
+        if !matches!(output, OutputType::Uint8 | OutputType::Ubinary) {
+            return Err(Error::new(
+                crate::ErrorKind::Internal,
+                format!("from_u8 with output type {output}"),
+            ));
+        }
+        let rows = Self::check_len(data.len(), output.row_len(dim), "bytes")?;
+        Ok(Embeddings {
+            rows,
+            data: Data::U8(data),
+            ..Embeddings::empty_of(output, dim)
         })
     }
 
     /// `rows` rows of zeros, to be filled in place with [`Embeddings::row_mut`].
     pub fn zeroed(rows: usize, dim: usize) -> Self {
         Embeddings {
-            data: vec![0.0; rows * dim],
-            dim,
             rows,
-            usage: None,
-            rate_limits: None,
+            data: Data::F32(vec![0.0; rows * dim]),
+            ..Embeddings::empty(dim)
+        }
+    }
+
+    /// `rows` zeroed rows of `output`, to be filled in place (with
+    /// [`Embeddings::row_mut`], [`Embeddings::as_i8_mut`] or [`Embeddings::as_u8_mut`]).
+    pub fn zeroed_of(output: OutputType, rows: usize, dim: usize) -> Self {
+        let n = rows * output.row_len(dim);
+        Embeddings {
+            rows,
+            data: match output {
+                OutputType::F32 => Data::F32(vec![0.0; n]),
+                OutputType::Int8 | OutputType::Binary => Data::I8(vec![0; n]),
+                OutputType::Uint8 | OutputType::Ubinary => Data::U8(vec![0; n]),
+            },
+            ..Embeddings::empty_of(output, dim)
         }
     }
 
@@ -142,71 +252,211 @@ impl Embeddings {
         self.rows == 0
     }
 
-    /// The dimension of every row.
+    /// The dimension of every row (for packed types: bits, not bytes).
     #[inline]
     pub fn dim(&self) -> usize {
         self.dim
     }
 
-    /// Row `i`. Panics when `i >= len()`, like slice indexing; see [`Embeddings::get`].
+    /// How the rows are stored.
+    #[inline]
+    pub fn output_type(&self) -> OutputType {
+        self.output
+    }
+
+    /// Elements (floats or bytes) per row.
+    #[inline]
+    pub fn row_len(&self) -> usize {
+        self.output.row_len(self.dim)
+    }
+
+    #[inline]
+    fn f32s(&self) -> &[f32] {
+        match &self.data {
+            Data::F32(v) => v,
+            _ => wrong_type("an f32 accessor", self.output),
+        }
+    }
+
+    /// Row `i` (`f32`). Panics when `i >= len()`, like slice indexing (see
+    /// [`Embeddings::get`]), and on quantized rows (see [`Embeddings::row_ref`]).
     #[inline]
     pub fn row(&self, i: usize) -> &[f32] {
         assert!(i < self.rows, "row {i} out of range ({} rows)", self.rows);
-        &self.data[i * self.dim..(i + 1) * self.dim]
+        &self.f32s()[i * self.dim..(i + 1) * self.dim]
     }
 
-    /// Row `i`, or `None` when out of range.
+    /// Row `i` (`f32`), or `None` when out of range or not `f32`.
     #[inline]
     pub fn get(&self, i: usize) -> Option<&[f32]> {
-        (i < self.rows).then(|| &self.data[i * self.dim..(i + 1) * self.dim])
+        match &self.data {
+            Data::F32(v) if i < self.rows => Some(&v[i * self.dim..(i + 1) * self.dim]),
+            _ => None,
+        }
     }
 
-    /// Row `i`, mutable. Panics when out of range.
+    /// Row `i` of any type. Panics when out of range.
+    pub fn row_ref(&self, i: usize) -> RowRef<'_> {
+        assert!(i < self.rows, "row {i} out of range ({} rows)", self.rows);
+        let n = self.row_len();
+        let r = i * n..(i + 1) * n;
+        match &self.data {
+            Data::F32(v) => RowRef::F32(&v[r]),
+            Data::I8(v) => RowRef::I8(&v[r]),
+            Data::U8(v) => RowRef::U8(&v[r]),
+        }
+    }
+
+    /// Row `i` as little-endian bytes (4 per `f32`, 1 per byte type).
+    /// Panics when out of range.
+    pub fn row_bytes(&self, i: usize) -> std::borrow::Cow<'_, [u8]> {
+        use std::borrow::Cow;
+        match self.row_ref(i) {
+            RowRef::F32(r) => Cow::Owned(r.iter().flat_map(|x| x.to_le_bytes()).collect()),
+            RowRef::I8(r) => Cow::Owned(r.iter().map(|&x| x as u8).collect()),
+            RowRef::U8(r) => Cow::Borrowed(r),
+        }
+    }
+
+    /// Row `i` (`f32`), mutable. Panics when out of range or not `f32`.
     #[inline]
     pub fn row_mut(&mut self, i: usize) -> &mut [f32] {
         assert!(i < self.rows, "row {i} out of range ({} rows)", self.rows);
-        &mut self.data[i * self.dim..(i + 1) * self.dim]
+        let dim = self.dim;
+        &mut self.as_flat_mut()[i * dim..(i + 1) * dim]
     }
 
-    /// The rows in order.
+    /// The `f32` rows in order. Panics on quantized rows.
     pub fn iter(&self) -> Rows<'_> {
         Rows {
-            data: &self.data,
+            data: self.f32s(),
             dim: self.dim,
             front: 0,
             back: self.rows,
         }
     }
 
-    /// The whole row-major buffer.
+    /// The whole row-major `f32` buffer. Panics on quantized rows.
     #[inline]
     pub fn as_flat(&self) -> &[f32] {
-        &self.data
+        self.f32s()
     }
 
-    /// The whole row-major buffer, mutable.
+    /// The whole row-major `f32` buffer, mutable. Panics on quantized rows.
     #[inline]
     pub fn as_flat_mut(&mut self) -> &mut [f32] {
-        &mut self.data
+        match &mut self.data {
+            Data::F32(v) => v,
+            _ => wrong_type("as_flat_mut", self.output),
+        }
     }
 
-    /// Gives up the buffer.
+    /// The `f32` buffer, when the rows are `f32`.
+    pub fn as_f32(&self) -> Option<&[f32]> {
+        match &self.data {
+            Data::F32(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The signed-byte buffer (`int8`, `binary`).
+    pub fn as_i8(&self) -> Option<&[i8]> {
+        match &self.data {
+            Data::I8(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The signed-byte buffer, mutable.
+    pub fn as_i8_mut(&mut self) -> Option<&mut [i8]> {
+        match &mut self.data {
+            Data::I8(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The unsigned-byte buffer (`uint8`, `ubinary`).
+    pub fn as_u8(&self) -> Option<&[u8]> {
+        match &self.data {
+            Data::U8(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The unsigned-byte buffer, mutable.
+    pub fn as_u8_mut(&mut self) -> Option<&mut [u8]> {
+        match &mut self.data {
+            Data::U8(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Gives up the `f32` buffer. Panics on quantized rows.
     pub fn into_flat(self) -> Vec<f32> {
-        self.data
+        match self.data {
+            Data::F32(v) => v,
+            _ => wrong_type("into_flat", self.output),
+        }
     }
 
     /// One `Vec` per row (allocates one vector per row; prefer [`Embeddings::iter`]).
+    /// Panics on quantized rows.
     pub fn into_vecs(self) -> Vec<Vec<f32>> {
         self.iter().map(<[f32]>::to_vec).collect()
     }
 
-    /// The first row, taking the buffer without copying when there is exactly one row.
+    /// The first `f32` row, taking the buffer without copying when there is
+    /// exactly one row; `None` without rows or when the rows are not `f32`.
     pub fn into_single(self) -> Option<Vec<f32>> {
-        match self.rows {
-            1 => Some(self.data),
-            0 => None,
-            _ => Some(self.row(0).to_vec()),
+        match (self.rows, self.data) {
+            (1, Data::F32(v)) => Some(v),
+            (0, _) | (_, Data::I8(_) | Data::U8(_)) => None,
+            (_, Data::F32(mut v)) => {
+                v.truncate(self.dim);
+                Some(v)
+            }
         }
+    }
+
+    /// These `f32` rows quantized to `output` as [`crate::quantize`] defines
+    /// it (`F32` gives the rows back unchanged); usage and rate limits are kept.
+    /// Rows that are already quantized cannot be converted again (`InvalidInput`).
+    pub fn quantized(self, output: OutputType) -> Result<Embeddings> {
+        use crate::quantize;
+        if output == self.output {
+            return Ok(self);
+        }
+        let Data::F32(src) = &self.data else {
+            return Err(Error::invalid_input(format!(
+                "{} rows cannot be converted to {output}",
+                self.output
+            )));
+        };
+        let dim = self.dim;
+        let data = match output {
+            OutputType::F32 => unreachable!("F32 rows are F32"),
+            OutputType::Int8 => Data::I8(src.iter().map(|&x| quantize::int8(x)).collect()),
+            OutputType::Uint8 => Data::U8(src.iter().map(|&x| quantize::uint8(x)).collect()),
+            OutputType::Binary | OutputType::Ubinary => {
+                let n = output.row_len(dim);
+                let mut bits = vec![0u8; self.rows * n];
+                if n > 0 {
+                    for (out, row) in bits.chunks_exact_mut(n).zip(src.chunks_exact(dim)) {
+                        quantize::pack_bits(row, out);
+                    }
+                }
+                if output == OutputType::Binary {
+                    Data::I8(bits.into_iter().map(quantize::binary_byte).collect())
+                } else {
+                    Data::U8(bits)
+                }
+            }
+        };
+        Ok(Embeddings {
+            data,
+            output,
+            ..self
+        })
     }
 
     /// Usage reported by the provider, when known.
@@ -235,20 +485,67 @@ impl Embeddings {
         self.rate_limits = snapshot;
     }
 
-    /// Appends the rows of `other` (same dimension), summing usage.
-    pub fn extend(&mut self, other: &Embeddings) -> Result<()> {
-        if self.rows == 0 && self.data.is_empty() {
-            self.dim = other.dim;
-        } else if other.rows > 0 && other.dim != self.dim {
+    /// Copies every row of `src` (same type and dimension) into rows
+    /// `at..at + src.len()` of `self`.
+    pub fn copy_rows_from(&mut self, at: usize, src: &Embeddings) -> Result<()> {
+        if src.output != self.output || (src.rows > 0 && src.dim != self.dim) {
             return Err(Error::new(
                 crate::ErrorKind::DimensionMismatch,
                 format!(
-                    "cannot append rows of dimension {} to rows of dimension {}",
-                    other.dim, self.dim
+                    "{} rows of dimension {} where {} rows of dimension {} belong",
+                    src.output, src.dim, self.output, self.dim
                 ),
             ));
         }
-        self.data.extend_from_slice(&other.data);
+        if at + src.rows > self.rows {
+            return Err(Error::new(
+                crate::ErrorKind::Internal,
+                format!(
+                    "rows {at}..{} do not fit in {} rows",
+                    at + src.rows,
+                    self.rows
+                ),
+            ));
+        }
+        let n = self.row_len();
+        let r = at * n..(at + src.rows) * n;
+        match (&mut self.data, &src.data) {
+            (Data::F32(a), Data::F32(b)) => a[r].copy_from_slice(b),
+            (Data::I8(a), Data::I8(b)) => a[r].copy_from_slice(b),
+            (Data::U8(a), Data::U8(b)) => a[r].copy_from_slice(b),
+            _ => unreachable!("same output type, same storage"),
+        }
+        Ok(())
+    }
+
+    /// Appends the rows of `other` (same dimension and type), summing usage.
+    pub fn extend(&mut self, other: &Embeddings) -> Result<()> {
+        if self.rows == 0 && self.output == other.output {
+            self.dim = other.dim;
+        } else if other.rows > 0 && (other.dim != self.dim || other.output != self.output) {
+            return Err(Error::new(
+                crate::ErrorKind::DimensionMismatch,
+                format!(
+                    "cannot append {} rows of dimension {} to {} rows of dimension {}",
+                    other.output, other.dim, self.output, self.dim
+                ),
+            ));
+        }
+        match (&mut self.data, &other.data) {
+            (Data::F32(a), Data::F32(b)) => a.extend_from_slice(b),
+            (Data::I8(a), Data::I8(b)) => a.extend_from_slice(b),
+            (Data::U8(a), Data::U8(b)) => a.extend_from_slice(b),
+            _ if other.rows == 0 => {}
+            _ => {
+                return Err(Error::new(
+                    crate::ErrorKind::DimensionMismatch,
+                    format!(
+                        "cannot append {} rows to {} rows",
+                        other.output, self.output
+                    ),
+                ));
+            }
+        }
         self.rows += other.rows;
         match (&mut self.usage, other.usage) {
             (Some(u), Some(o)) => u.add(o),
@@ -345,22 +642,67 @@ mod tests {
     fn extend_appends_rows_and_sums_usage() {
         let mut a = Embeddings::from_flat(vec![1.0, 2.0], 2)
             .unwrap()
-            .with_usage(Usage {
-                prompt_tokens: 3,
-                total_tokens: 3,
-            });
+            .with_usage(Usage::tokens(3));
         let b = Embeddings::from_flat(vec![3.0, 4.0, 5.0, 6.0], 2)
             .unwrap()
-            .with_usage(Usage {
-                prompt_tokens: 4,
-                total_tokens: 4,
-            });
+            .with_usage(Usage::tokens(4));
         a.extend(&b).unwrap();
         assert_eq!(a.len(), 3);
         assert_eq!(a.row(2), &[5.0, 6.0]);
         assert_eq!(a.usage().unwrap().total_tokens, 7);
         let c = Embeddings::from_flat(vec![1.0; 3], 3).unwrap();
         assert!(a.extend(&c).is_err());
+    }
+
+    #[test]
+    fn quantized_rows_are_packed_and_typed() {
+        let e = Embeddings::from_flat(
+            vec![
+                0.5, -0.5, 0.1, 0.0, 0.2, 0.2, 0.2, 0.2, 0.3, -1.0, -1.0, 1.0, 0.0, 0.0, 0.0, 0.0,
+                0.0, 0.0,
+            ],
+            9,
+        )
+        .unwrap()
+        .with_usage(Usage::tokens(5));
+        let u = e.clone().quantized(OutputType::Ubinary).unwrap();
+        assert_eq!((u.len(), u.dim(), u.row_len()), (2, 9, 2));
+        assert_eq!(
+            u.as_u8().unwrap(),
+            &[0b1010_1111, 0b1000_0000, 0b0010_0000, 0]
+        );
+        assert_eq!(u.usage(), Some(Usage::tokens(5)));
+        let b = e.clone().quantized(OutputType::Binary).unwrap();
+        assert_eq!(b.as_i8().unwrap()[..2], [0b1010_1111u8 as i8 ^ i8::MIN, 0]);
+        let i = e.clone().quantized(OutputType::Int8).unwrap();
+        assert_eq!(
+            i.row_ref(1),
+            RowRef::I8(&[-127, -127, 127, 0, 0, 0, 0, 0, 0])
+        );
+        assert_eq!(i.row_bytes(1)[0], (-127i8) as u8);
+        assert!(i.clone().quantized(OutputType::Uint8).is_err());
+        assert!(i.get(0).is_none() && i.as_f32().is_none());
+        assert_eq!(e.row_bytes(0)[..4], 0.5f32.to_le_bytes());
+        let mut all = Embeddings::empty_of(OutputType::Ubinary, 9);
+        all.extend(&u).unwrap();
+        all.extend(&u).unwrap();
+        assert_eq!(all.len(), 4);
+        assert!(all.extend(&e).is_err());
+        assert!(Embeddings::from_u8(vec![0; 3], 9, OutputType::Ubinary).is_err());
+        assert_eq!(
+            Embeddings::zeroed_of(OutputType::Binary, 3, 9)
+                .as_i8()
+                .unwrap()
+                .len(),
+            6
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "on int8 embeddings")]
+    fn f32_access_to_quantized_rows_panics_with_a_clear_message() {
+        let e = Embeddings::from_flat(vec![0.5], 1).unwrap();
+        let _ = e.quantized(OutputType::Int8).unwrap().row(0);
     }
 
     #[test]

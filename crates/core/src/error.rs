@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::ops::Range;
 use std::time::Duration;
 
 /// The result type of this workspace.
@@ -131,6 +132,7 @@ pub struct Error {
     retry_after: Option<Duration>,
     retryable: Option<bool>,
     attempts: Option<u32>,
+    inputs: Option<Range<usize>>,
     source: Option<Source>,
 }
 
@@ -145,6 +147,7 @@ impl Error {
             retry_after: None,
             retryable: None,
             attempts: None,
+            inputs: None,
             source: None,
         }
     }
@@ -195,6 +198,25 @@ impl Error {
         self
     }
 
+    /// Records the range of the request's inputs this error is about
+    /// (`i..i + 1` for one input). The batch layer turns a sub-request's
+    /// range into the caller's indices.
+    pub fn with_inputs(mut self, inputs: Range<usize>) -> Self {
+        self.inputs = Some(inputs);
+        self
+    }
+
+    /// Shifts the recorded input range by `offset` (a sub-request starting
+    /// at input `offset` of the caller's request); without a range, the
+    /// whole sub-request `offset..offset + len` is recorded.
+    pub fn offset_inputs(mut self, offset: usize, len: usize) -> Self {
+        self.inputs = Some(match self.inputs.take() {
+            Some(r) => r.start + offset..r.end + offset,
+            None => offset..offset + len,
+        });
+        self
+    }
+
     /// Attaches the underlying cause.
     pub fn with_source(mut self, source: impl Into<Source>) -> Self {
         self.source = Some(source.into());
@@ -237,6 +259,11 @@ impl Error {
         self.attempts
     }
 
+    /// The range of the request's inputs the error is about, when known.
+    pub fn inputs(&self) -> Option<Range<usize>> {
+        self.inputs.clone()
+    }
+
     /// Whether trying again may succeed: the kind decides
     /// ([`ErrorKind::is_retryable`]) unless the server said otherwise.
     pub fn is_retryable(&self) -> bool {
@@ -276,6 +303,9 @@ impl fmt::Debug for Error {
         }
         if let Some(a) = self.attempts {
             d.field("attempts", &a);
+        }
+        if let Some(r) = &self.inputs {
+            d.field("inputs", r);
         }
         if let Some(s) = &self.source {
             d.field("source", &s.to_string());
@@ -333,6 +363,17 @@ mod tests {
             "rate_limited: openai: slow down (HTTP 429) after 3 attempts"
         );
         assert_eq!(e.retry_after(), Some(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn input_ranges_are_shifted_into_the_callers_indices() {
+        let e = Error::invalid_input("x")
+            .with_inputs(2..3)
+            .offset_inputs(10, 5);
+        assert_eq!(e.inputs(), Some(12..13));
+        let e = Error::invalid_input("x").offset_inputs(10, 5);
+        assert_eq!(e.inputs(), Some(10..15));
+        assert!(format!("{e:?}").contains("inputs: 10..15"));
     }
 
     #[test]

@@ -1,8 +1,13 @@
 //! The contract every embedding provider implements, and the types shared by
 //! providers, layers and applications.
 //!
-//! * [`Embedder`]: the async, dyn-compatible trait (`Arc<dyn Embedder>`).
-//! * [`Embeddings`]: one contiguous row-major `f32` buffer per batch.
+//! * [`Embedder`]: the async, dyn-compatible trait (`Arc<dyn Embedder>`);
+//!   one required method, [`Embedder::embed`] of an [`EmbedRequest`]
+//!   (inputs, [`InputType`], [`OutputType`], known token counts).
+//! * [`Wrapper`] and [`Layer`]: the forwarding base of layers and the unit
+//!   of the layer stack.
+//! * [`Embeddings`]: one contiguous row-major buffer per batch (`f32`, or
+//!   bytes for the quantized output types, see [`quantize`]).
 //! * [`ProviderInfo`]: what the layers plan batches and limits with.
 //! * [`Error`] / [`ErrorKind`]: typed failures, [`Error::is_retryable`] and
 //!   [`Error::retry_after`].
@@ -19,16 +24,23 @@ mod embedder;
 mod embeddings;
 mod error;
 pub mod json_number;
+pub mod quantize;
 pub mod registry;
+mod request;
 
 pub use crate::config::{
     BatchConfig, ConcurrencyConfig, Config, ENV_DIMENSIONS, ENV_MODEL, ENV_PROVIDER,
-    OverLengthPolicy, RateLimitConfig, RetryConfig, TimeoutConfig,
+    MAX_BATCH_SIZE, MAX_CONCURRENCY, MAX_DIMENSIONS, OverLengthPolicy, RateLimitConfig,
+    RetryConfig, TimeoutConfig, redact_serde_message,
 };
-pub use crate::embedder::{Embedder, EmbedderExt, ProviderInfo, estimate_tokens, split_by_bytes};
-pub use crate::embeddings::{Embeddings, RateLimitSnapshot, Rows, Usage};
+pub use crate::embedder::{
+    BoxFuture, Embedder, EmbedderExt, Layer, LayerFn, ProviderInfo, Wrapper, estimate_tokens,
+    single_row, split_by_bytes,
+};
+pub use crate::embeddings::{Embeddings, RateLimitSnapshot, RowRef, Rows, Usage};
 pub use crate::error::{Error, ErrorKind, Result};
-pub use crate::registry::{ProviderRegistration, registered};
+pub use crate::registry::{LayerRegistration, ProviderRegistration, registered};
+pub use crate::request::{EmbedRequest, InputType, OutputType};
 
 /// Re-exported so provider crates and applications use the same `async_trait`.
 pub use async_trait::async_trait;

@@ -19,7 +19,7 @@ fn bench(c: &mut Criterion) {
         .expect("runtime");
     let bare: Arc<dyn Embedder> = Arc::new(MockEmbedder::new("mock", 8).expect("mock"));
     let config = Config::for_provider("mock");
-    let stack = layers::apply(bare.clone(), &config);
+    let stack = layers::apply(bare.clone(), &config).expect("layers");
     // Each layer alone around the bare mock, with the default settings.
     let alone: [(&str, Arc<dyn Embedder>); 6] = [
         (

@@ -21,41 +21,88 @@ pub mod layers;
 
 use std::sync::Arc;
 
-pub use embeddings_core::registry::{self, ProviderRegistration};
+pub use embeddings_core::registry::{self, LayerRegistration, ProviderRegistration};
 pub use embeddings_core::{
-    BatchConfig, ConcurrencyConfig, Config, ENV_DIMENSIONS, ENV_MODEL, ENV_PROVIDER, Embedder,
-    EmbedderExt, Embeddings, Error, ErrorKind, ExposeSecret, JsonValue, OverLengthPolicy,
-    ProviderInfo, RateLimitConfig, Result, RetryConfig, Rows, SecretString, TimeoutConfig, Usage,
-    async_trait, estimate_tokens, registered,
+    BatchConfig, ConcurrencyConfig, Config, ENV_DIMENSIONS, ENV_MODEL, ENV_PROVIDER, EmbedRequest,
+    Embedder, EmbedderExt, Embeddings, Error, ErrorKind, ExposeSecret, InputType, JsonValue, Layer,
+    LayerFn, OutputType, OverLengthPolicy, ProviderInfo, RateLimitConfig, Result, RetryConfig,
+    RowRef, Rows, SecretString, TimeoutConfig, Usage, Wrapper, async_trait, estimate_tokens,
+    quantize, registered,
 };
 
-// Each enabled provider crate is referenced here, so that rustc links it and
-// its `inventory` registration is present (see `tests/registry.rs`).
-/// The deterministic mock provider (feature `mock`).
-#[cfg(feature = "mock")]
-pub use embeddings_mock as mock;
-/// The Ollama provider (feature `ollama`).
-#[cfg(feature = "ollama")]
-pub use embeddings_ollama as ollama;
-/// The OpenAI provider (feature `openai`).
-#[cfg(feature = "openai")]
-pub use embeddings_openai as openai;
+/// The one list of providers this facade knows: `name => crate, "doc"`.
+/// Each line is a Cargo feature of the same name that links the crate (its
+/// `pub use` is what makes rustc link it, and so its registration exist),
+/// and an entry of [`ENABLED_PROVIDERS`] / [`KNOWN_PROVIDERS`].
+macro_rules! providers {
+    ($($name:ident $feature:literal => $krate:ident, $doc:literal;)*) => {
+        $(
+            #[doc = $doc]
+            #[cfg(feature = $feature)]
+            pub use $krate as $name;
+        )*
 
-/// The providers this build of the crate was compiled with, by feature.
-pub const ENABLED_PROVIDERS: &[&str] = &[
-    #[cfg(feature = "mock")]
-    "mock",
-    #[cfg(feature = "ollama")]
-    "ollama",
-    #[cfg(feature = "openai")]
-    "openai",
-];
+        /// The providers this build of the crate was compiled with, by feature.
+        pub const ENABLED_PROVIDERS: &[&str] = &[$(#[cfg(feature = $feature)] $feature,)*];
+
+        /// Every provider this crate knows, enabled or not: each is the Cargo
+        /// feature of the same name.
+        pub const KNOWN_PROVIDERS: &[&str] = &[$($feature,)*];
+    };
+}
+
+// Adding a provider: its crate, its feature in Cargo.toml, and one line here.
+providers! {
+    mock "mock" => embeddings_mock, "The deterministic mock provider (feature `mock`).";
+    ollama "ollama" => embeddings_ollama, "The Ollama provider (feature `ollama`).";
+    openai "openai" => embeddings_openai, "The OpenAI provider (feature `openai`).";
+}
+
+/// Checks that every section of `config` belongs to a provider or a layer
+/// of this build; a section for a provider this build lacks names the
+/// feature to enable.
+pub fn check_sections(config: &Config) -> Result<()> {
+    for name in config.section_names() {
+        let provider = registry::find(name).is_ok();
+        let layer = registry::find_layer(name).is_some();
+        if provider || layer {
+            continue;
+        }
+        if let Some(known) = KNOWN_PROVIDERS
+            .iter()
+            .find(|p| p.eq_ignore_ascii_case(name))
+        {
+            return Err(Error::config(format!(
+                "section [{name}] configures the {known} provider, which this build lacks: \
+                 enable the `{known}` feature of the `embeddings` crate"
+            )));
+        }
+        let providers: Vec<_> = registry::registered().iter().map(|r| r.name).collect();
+        let layers: Vec<_> = layers::registered_layers().map(|l| l.name).collect();
+        return Err(Error::config(format!(
+            "unknown config section [{name}]: sections are a provider's ({}) or a layer's ({})",
+            providers.join(", "),
+            layers.join(", ")
+        )));
+    }
+    Ok(())
+}
 
 /// Builds the configured provider wrapped in the layers the configuration
 /// enables (see [`layers`]).
 pub fn from_config(config: &Config) -> Result<Arc<dyn Embedder>> {
+    check_sections(config)?;
     let provider = registry::build(config)?;
-    Ok(layers::apply(provider, config))
+    layers::apply(provider, config)
+}
+
+/// [`from_config`], then the provider's discovery
+/// ([`Embedder::prepare`]): limits and dimension the server advertises are
+/// in `info()` when this returns.
+pub async fn from_config_prepared(config: &Config) -> Result<Arc<dyn Embedder>> {
+    let e = from_config(config)?;
+    e.prepare().await?;
+    Ok(e)
 }
 
 /// [`from_config`] on the default configuration overlaid with the
@@ -87,6 +134,7 @@ pub fn from_env() -> Result<Arc<dyn Embedder>> {
 #[derive(Debug, Clone, Default)]
 pub struct EmbedderBuilder {
     config: Config,
+    layers: Vec<Arc<dyn Layer>>,
 }
 
 impl EmbedderBuilder {
@@ -94,12 +142,16 @@ impl EmbedderBuilder {
     pub fn new(provider: impl Into<String>) -> Self {
         EmbedderBuilder {
             config: Config::for_provider(provider),
+            layers: Vec::new(),
         }
     }
 
     /// Starts from an existing configuration.
     pub fn from_config(config: Config) -> Self {
-        EmbedderBuilder { config }
+        EmbedderBuilder {
+            config,
+            layers: Vec::new(),
+        }
     }
 
     /// The model to request.
@@ -150,9 +202,46 @@ impl EmbedderBuilder {
         self
     }
 
-    /// Sets the provider's own section (`[name]` in the config file) from JSON.
+    /// Sets a provider's or a layer's section (`[name]` in the config file) from JSON.
     pub fn provider_section(mut self, name: &str, section: JsonValue) -> Self {
-        self.config.providers.insert(name.to_owned(), section);
+        self.config.sections.insert(name.to_owned(), section);
+        self
+    }
+
+    /// Adds a user layer. User layers sit just inside the instrument layer
+    /// ([`layers::USER_LAYER_POSITION`]), above prompts, cache and batch, so
+    /// they see every call as the caller made it; the first added is the
+    /// outermost.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use embeddings::{EmbedRequest, Embedder, EmbedderBuilder, Embeddings, LayerFn, Result, Wrapper, async_trait};
+    ///
+    /// #[derive(Debug)]
+    /// struct Count { inner: Arc<dyn Embedder>, calls: Arc<AtomicUsize> }
+    /// #[async_trait]
+    /// impl Wrapper for Count {
+    ///     fn inner(&self) -> &dyn Embedder { &*self.inner }
+    ///     async fn embed(&self, request: EmbedRequest<'_>) -> Result<Embeddings> {
+    ///         self.calls.fetch_add(1, Ordering::Relaxed);
+    ///         self.inner.embed(request).await
+    ///     }
+    /// }
+    ///
+    /// let calls = Arc::new(AtomicUsize::new(0));
+    /// let c = calls.clone();
+    /// let e = EmbedderBuilder::new("mock")
+    ///     .layer(LayerFn::new("count", move |inner| Arc::new(Count { inner, calls: c.clone() })))
+    ///     .build()
+    ///     .unwrap();
+    /// e.embed_query("hello").await.unwrap();
+    /// assert_eq!(calls.load(Ordering::Relaxed), 1);
+    /// # });
+    /// ```
+    pub fn layer(mut self, layer: impl Layer + 'static) -> Self {
+        self.layers.push(Arc::new(layer));
         self
     }
 
@@ -169,7 +258,17 @@ impl EmbedderBuilder {
 
     /// Validates and builds (provider + layers).
     pub fn build(&self) -> Result<Arc<dyn Embedder>> {
-        from_config(&self.config)
+        check_sections(&self.config)?;
+        let provider = registry::build(&self.config)?;
+        layers::apply_with(provider, &self.config, &self.layers)
+    }
+
+    /// [`build`](EmbedderBuilder::build), then the provider's discovery
+    /// ([`Embedder::prepare`]).
+    pub async fn build_prepared(&self) -> Result<Arc<dyn Embedder>> {
+        let e = self.build()?;
+        e.prepare().await?;
+        Ok(e)
     }
 }
 

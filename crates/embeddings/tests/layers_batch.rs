@@ -300,7 +300,7 @@ async fn retries_go_to_the_failed_sub_batch_alone() {
         jitter: false,
         ..RetryConfig::default()
     };
-    let embedder = layers::apply(inner.clone(), &config);
+    let embedder = layers::apply(inner.clone(), &config).expect("layers");
     let owned = texts(6);
     let rows = embedder.embed_documents(&refs(&owned)).await.unwrap();
     assert_rows(&rows, "mock", &refs(&owned));

@@ -32,7 +32,7 @@ fn embedder(faults: MockFaults) -> Arc<dyn Embedder> {
         .unwrap();
     let mut config = Config::for_provider("mock");
     config.retry.jitter = false;
-    layers::apply(Arc::new(mock), &config)
+    layers::apply(Arc::new(mock), &config).expect("layers")
 }
 
 fn paused_runtime() -> tokio::runtime::Runtime {
@@ -186,7 +186,7 @@ fn spans_carry_their_fields_and_never_the_text() {
     assert_eq!(calls.len(), 3);
     let first = calls
         .iter()
-        .find(|f| f["op"] == "\"embed_documents\"")
+        .find(|f| f["op"] == "\"embed\"" && f["input_type"] == "\"document\"")
         .unwrap();
     for (k, v) in [
         ("provider", "mock"),
@@ -211,7 +211,7 @@ fn spans_carry_their_fields_and_never_the_text() {
 
     let attempts: Vec<_> = spans
         .iter()
-        .filter(|(n, _)| n == "embeddings.attempt")
+        .filter(|(n, f)| n == "embeddings.attempt" && f["op"] == "\"embed\"")
         .map(|(_, f)| f)
         .collect();
     assert_eq!(

@@ -36,7 +36,7 @@ fn stack(inner: Arc<dyn Embedder>, f: impl FnOnce(&mut Config)) -> Arc<dyn Embed
     let mut config = Config::for_provider("mock");
     config.retry = no_jitter();
     f(&mut config);
-    layers::apply(inner, &config)
+    layers::apply(inner, &config).expect("layers")
 }
 
 #[tokio::test(start_paused = true)]
@@ -239,7 +239,7 @@ async fn dropping_the_call_cancels_all_its_work() {
     let slots = concurrency.clone();
     let mut config = Config::for_provider("mock");
     config.concurrency.max_in_flight = None;
-    let e = layers::apply(Arc::new(concurrency), &config);
+    let e = layers::apply(Arc::new(concurrency), &config).expect("layers");
     let owned = texts(10);
     let borrowed = refs(&owned);
     let call = e.embed_documents(&borrowed);

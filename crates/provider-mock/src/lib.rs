@@ -38,10 +38,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use embeddings_core::registry::ProviderRegistration;
 use embeddings_core::{
-    Config, Embedder, Embeddings, Error, ErrorKind, ProviderInfo, Result, Usage, async_trait,
-    estimate_tokens,
+    Config, EmbedRequest, Embedder, Embeddings, Error, ErrorKind, InputType, OutputType,
+    ProviderInfo, Result, Usage, async_trait, estimate_tokens,
 };
 use serde::Deserialize;
 
@@ -139,11 +138,33 @@ impl MockFaults {
     }
 }
 
+/// One call as the mock saw it (see [`MockEmbedder::with_recorder`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedCall {
+    /// The inputs, as received (prompts applied by the layers included).
+    pub inputs: Vec<String>,
+    /// The request's input type.
+    pub input_type: InputType,
+    /// The request's output type.
+    pub output_type: OutputType,
+    /// Whether token counts travelled with the request.
+    pub had_token_counts: bool,
+}
+
+/// The calls a recording mock received, in order.
+pub type Recorder = Arc<Mutex<Vec<RecordedCall>>>;
+
 /// The deterministic in-process provider.
+///
+/// Input types reach it unchanged (a query's vector is the §4 vector of its
+/// text as given, prompts included) and it produces every
+/// output type natively, as [`embeddings_core::Embeddings::quantized`]
+/// defines them from the §4 vector.
 #[derive(Debug)]
 pub struct MockEmbedder {
     info: ProviderInfo,
     faults: Option<Box<Faults>>,
+    recorder: Option<Recorder>,
 }
 
 #[derive(Debug)]
@@ -160,9 +181,16 @@ impl MockEmbedder {
         if dimension == 0 {
             return Err(Error::config("`dimensions` = 0: must be at least 1"));
         }
+        let mut info = ProviderInfo::new(NAME, model, dimension);
+        // Input types reach the mock (and its recorder) but do not change
+        // its vectors, so it lists none as native: configured prompts apply.
+        // It simulates a remote service (latency, faults), so it is not
+        // `in_process` either: the layers treat it as a server.
+        info.output_types = &OutputType::ALL;
         Ok(MockEmbedder {
-            info: ProviderInfo::new(NAME, model, dimension),
+            info,
             faults: None,
+            recorder: None,
         })
     }
 
@@ -202,6 +230,14 @@ impl MockEmbedder {
             })
         });
         Ok(self)
+    }
+
+    /// Records every call that reaches the mock (inputs, input and output
+    /// type) in the returned log, for tests of what the layers send.
+    pub fn with_recorder(mut self) -> (Self, Recorder) {
+        let r = Recorder::default();
+        self.recorder = Some(r.clone());
+        (self, r)
     }
 
     /// How many calls (`embed_documents`/`embed_query`) were made so far, when
@@ -308,9 +344,19 @@ impl MockEmbedder {
 
     fn usage(texts: &[&str]) -> Usage {
         let n: usize = texts.iter().map(|t| estimate_tokens(t)).sum();
-        Usage {
-            prompt_tokens: n as u64,
-            total_tokens: n as u64,
+        Usage::tokens(n as u64)
+    }
+
+    fn record(&self, request: &EmbedRequest<'_>) {
+        if let Some(r) = &self.recorder {
+            r.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(RecordedCall {
+                    inputs: request.inputs.iter().map(|t| (*t).to_owned()).collect(),
+                    input_type: request.input_type,
+                    output_type: request.output_type,
+                    had_token_counts: request.token_counts.is_some(),
+                });
         }
     }
 }
@@ -327,20 +373,29 @@ impl Embedder for MockEmbedder {
         self.info.dimension
     }
 
-    async fn embed_documents(&self, texts: &[&str]) -> Result<Embeddings> {
+    async fn embed(&self, request: EmbedRequest<'_>) -> Result<Embeddings> {
+        let texts = request.inputs;
         if texts.is_empty() {
-            return Ok(Embeddings::empty(self.info.dimension));
+            return Ok(Embeddings::empty_of(
+                request.output_type,
+                self.info.dimension,
+            ));
         }
+        self.record(&request);
         self.before_call(texts).await?;
         let dim = self.info.dimension;
         let mut out = Embeddings::zeroed(texts.len(), dim);
         for (row, text) in out.as_flat_mut().chunks_exact_mut(dim).zip(texts) {
             fill_vector(&self.info.model, text, row);
         }
-        Ok(out.with_usage(Self::usage(texts)))
+        out.with_usage(Self::usage(texts))
+            .quantized(request.output_type)
     }
 
     async fn embed_query(&self, text: &str) -> Result<Vec<f32>> {
+        if self.recorder.is_some() {
+            self.record(&EmbedRequest::query(&[text]));
+        }
         self.before_call(&[text]).await?;
         let mut v = vec![0.0; self.info.dimension];
         fill_vector(&self.info.model, text, &mut v);
@@ -352,16 +407,10 @@ impl Embedder for MockEmbedder {
     }
 }
 
-fn build(config: &Config) -> Result<Arc<dyn Embedder>> {
-    Ok(Arc::new(MockEmbedder::from_config(config)?))
-}
-
-embeddings_core::inventory::submit! {
-    ProviderRegistration {
-        name: NAME,
-        description: "deterministic in-process vectors with simulated faults (no network, no key)",
-        build,
-    }
+embeddings_core::register_provider! {
+    name: NAME,
+    description: "deterministic in-process vectors with simulated faults (no network, no key)",
+    build: |config| Ok(Arc::new(MockEmbedder::from_config(config)?)),
 }
 
 #[cfg(test)]
@@ -388,6 +437,38 @@ mod tests {
         assert!(m.embed_documents(&[]).await.unwrap().is_empty());
         // ceil(bytes / 4): "hello" 2, "" 0, "déjà vu 🌍" 4, "hello" 2.
         assert_eq!(e.usage().unwrap().prompt_tokens, 8);
+    }
+
+    #[tokio::test]
+    async fn every_output_type_is_the_quantised_design_vector() {
+        let (m, log) = MockEmbedder::new("mock", 8).unwrap().with_recorder();
+        let texts = ["hello", "déjà vu 🌍"];
+        for t in OutputType::ALL {
+            let req = EmbedRequest::new(&texts)
+                .with_output_type(t)
+                .with_input_type(InputType::Clustering);
+            let e = m.embed(req).await.unwrap();
+            assert_eq!((e.len(), e.dim(), e.output_type()), (2, 8, t));
+            for (i, text) in texts.iter().enumerate() {
+                let v = vector("mock", text, 8);
+                let want = Embeddings::from_flat(v, 8).unwrap().quantized(t).unwrap();
+                assert_eq!(e.row_ref(i), want.row_ref(0), "{t} row {i}");
+            }
+        }
+        // The reference vector of DESIGN §4 ("hello", 8 dims) in ubinary: signs + - + - + - + +.
+        let e = m
+            .embed(EmbedRequest::new(&["hello"]).with_output_type(OutputType::Ubinary))
+            .await
+            .unwrap();
+        assert_eq!(e.as_u8().unwrap(), &[0b1010_1011]);
+        let log = log.lock().unwrap();
+        assert_eq!(log.len(), OutputType::ALL.len() + 1);
+        assert!(
+            log[..5]
+                .iter()
+                .all(|c| c.input_type == InputType::Clustering)
+        );
+        assert_eq!(log[3].output_type, OutputType::Binary);
     }
 
     #[test]

@@ -45,7 +45,6 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use embeddings_core::registry::ProviderRegistration;
 use embeddings_core::{
     Config, Embedder, Embeddings, Error, ErrorKind, ExposeSecret, ProviderInfo, Result,
     SecretString, async_trait,
@@ -230,10 +229,8 @@ impl OllamaEmbedder {
         // Ollama has no budget per request beyond each input's context.
         base.max_batch_tokens = base.max_input_tokens.saturating_mul(base.max_batch_size);
         base.normalized = true;
-        let legacy = ProviderInfo {
-            normalized: false,
-            ..base.clone()
-        };
+        let mut legacy = base.clone();
+        legacy.normalized = false;
         let dim = OnceLock::new();
         if let Some(d) = dimensions {
             let _ = dim.set(d);
@@ -533,7 +530,9 @@ impl Embedder for OllamaEmbedder {
         self.dim.get().copied().unwrap_or(0)
     }
 
-    async fn embed_documents(&self, texts: &[&str]) -> Result<Embeddings> {
+    async fn embed(&self, request: embeddings_core::EmbedRequest<'_>) -> Result<Embeddings> {
+        self.info().check_output_type(&request)?;
+        let texts = request.inputs;
         if texts.is_empty() {
             return Ok(Embeddings::empty(self.dimension()));
         }
@@ -550,6 +549,15 @@ impl Embedder for OllamaEmbedder {
             }
         }
         self.embed_legacy(texts).await
+    }
+
+    /// Learns the dimension (and the context length) from `/api/show`, or
+    /// a probe, when the configuration did not give it.
+    async fn prepare(&self) -> Result<()> {
+        if self.dim.get().is_none() {
+            self.discover_dimension().await?;
+        }
+        Ok(())
     }
 
     async fn health_check(&self) -> Result<()> {
@@ -587,16 +595,10 @@ impl Embedder for OllamaEmbedder {
     }
 }
 
-fn build(config: &Config) -> Result<Arc<dyn Embedder>> {
-    Ok(Arc::new(OllamaEmbedder::from_config(config)?))
-}
-
-embeddings_core::inventory::submit! {
-    ProviderRegistration {
-        name: NAME,
-        description: "Ollama /api/embed (local or hosted; OLLAMA_HOST), with legacy /api/embeddings fallback",
-        build,
-    }
+embeddings_core::register_provider! {
+    name: NAME,
+    description: "Ollama /api/embed (local or hosted; OLLAMA_HOST), with legacy /api/embeddings fallback",
+    build: |config| Ok(Arc::new(OllamaEmbedder::from_config(config)?)),
 }
 
 #[cfg(test)]

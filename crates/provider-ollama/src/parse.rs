@@ -38,10 +38,7 @@ pub fn parse_embed_response(
         .map_err(|m| Error::invalid_response(format!("/api/embed answer: {m}")))?;
     let mut e = rows.finish()?;
     if let Some(n) = count {
-        e.set_usage(Some(Usage {
-            prompt_tokens: n,
-            total_tokens: n,
-        }));
+        e.set_usage(Some(Usage::tokens(n)));
     }
     Ok(e)
 }

@@ -818,6 +818,7 @@ impl<'a> Decoder<'a> {
             self.usage = Some(Usage {
                 prompt_tokens: p,
                 total_tokens: total.unwrap_or(p),
+                cached_rows: 0,
             });
         }
         Ok(())
@@ -1112,13 +1113,7 @@ mod tests {
             assert_eq!(e.row(1), &B);
         }
         let e = decode_response(body_b64(&[(0, &A)]).as_bytes(), 1, 3).unwrap();
-        assert_eq!(
-            e.usage(),
-            Some(Usage {
-                prompt_tokens: 3,
-                total_tokens: 3
-            })
-        );
+        assert_eq!(e.usage(), Some(Usage::tokens(3)));
     }
 
     #[test]

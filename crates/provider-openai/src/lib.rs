@@ -62,10 +62,9 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use embeddings_core::registry::ProviderRegistration;
 use embeddings_core::{
-    Config, Embedder, Embeddings, Error, ExposeSecret, ProviderInfo, Result, SecretString,
-    async_trait,
+    Config, EmbedRequest, Embedder, Embeddings, Error, ExposeSecret, ProviderInfo, Result,
+    SecretString, async_trait,
 };
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
@@ -605,7 +604,9 @@ impl Embedder for OpenAiEmbedder {
         self.learned.get().unwrap_or(&self.info)
     }
 
-    async fn embed_documents(&self, texts: &[&str]) -> Result<Embeddings> {
+    async fn embed(&self, request: EmbedRequest<'_>) -> Result<Embeddings> {
+        self.info().check_output_type(&request)?;
+        let texts = request.inputs;
         if texts.is_empty() {
             return Ok(Embeddings::empty(self.dimension()));
         }
@@ -630,14 +631,8 @@ impl Embedder for OpenAiEmbedder {
     }
 }
 
-fn build(config: &Config) -> Result<Arc<dyn Embedder>> {
-    Ok(Arc::new(OpenAiEmbedder::from_config(config)?))
-}
-
-embeddings_core::inventory::submit! {
-    ProviderRegistration {
-        name: NAME,
-        description: "OpenAI /v1/embeddings, Azure OpenAI and OpenAI-compatible servers (OPENAI_API_KEY, OPENAI_BASE_URL)",
-        build,
-    }
+embeddings_core::register_provider! {
+    name: NAME,
+    description: "OpenAI /v1/embeddings, Azure OpenAI and OpenAI-compatible servers (OPENAI_API_KEY, OPENAI_BASE_URL)",
+    build: |config| Ok(Arc::new(OpenAiEmbedder::from_config(config)?)),
 }

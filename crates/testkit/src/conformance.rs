@@ -319,12 +319,15 @@ mod tests {
         fn info(&self) -> &embeddings_core::ProviderInfo {
             self.0.info()
         }
-        async fn embed_documents(&self, texts: &[&str]) -> embeddings_core::Result<Embeddings> {
-            let mut t = texts.to_vec();
+        async fn embed(
+            &self,
+            request: embeddings_core::EmbedRequest<'_>,
+        ) -> embeddings_core::Result<Embeddings> {
+            let mut t = request.inputs.to_vec();
             if t.len() > 1 {
                 t.swap(0, 1);
             }
-            self.0.embed_documents(&t).await
+            self.0.embed(request.with_inputs(&t)).await
         }
         async fn health_check(&self) -> embeddings_core::Result<()> {
             Ok(())

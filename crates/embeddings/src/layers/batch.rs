@@ -7,12 +7,11 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use embeddings_core::{
-    BatchConfig, Embedder, Embeddings, Error, ErrorKind, OverLengthPolicy, ProviderInfo,
-    RateLimitSnapshot, Result, Usage, async_trait,
+    BatchConfig, EmbedRequest, Embedder, Embeddings, Error, ErrorKind, OutputType,
+    OverLengthPolicy, ProviderInfo, RateLimitSnapshot, Result, Usage, Wrapper, async_trait,
 };
 use futures::StreamExt;
-
-use super::forward_sync;
+use tokio::sync::OnceCell;
 
 /// The limits the batch layer plans with: the provider's, lowered by the
 /// [`BatchConfig`].
@@ -114,6 +113,8 @@ pub fn plan_batches(
 pub struct BatchLayer {
     inner: Arc<dyn Embedder>,
     config: BatchConfig,
+    /// Set once the inner embedder's `prepare` (discovery) succeeded.
+    prepared: Arc<OnceCell<()>>,
 }
 
 /// The inputs actually sent: the caller's, or pieces of them when the
@@ -128,7 +129,23 @@ struct Prepared<'a> {
 impl BatchLayer {
     /// Wraps `inner`.
     pub fn new(inner: Arc<dyn Embedder>, config: BatchConfig) -> Self {
-        BatchLayer { inner, config }
+        BatchLayer {
+            inner,
+            config,
+            prepared: Arc::new(OnceCell::new()),
+        }
+    }
+
+    /// Runs the inner embedder's discovery once (until it succeeds), so that
+    /// limits the server advertises are known before the first plan.
+    async fn ensure_prepared(&self) -> Result<()> {
+        if self.prepared.initialized() {
+            return Ok(());
+        }
+        self.prepared
+            .get_or_try_init(|| async { self.inner.prepare().await })
+            .await
+            .map(|_| ())
     }
 
     /// The configuration.
@@ -151,12 +168,21 @@ impl BatchLayer {
             ),
         )
         .with_provider(self.inner.info().provider.clone())
+        .with_inputs(index..index + 1)
     }
 
     /// Applies the over-long policy.
-    fn prepare<'a>(&self, texts: &'a [&'a str], limits: &BatchLimits) -> Result<Prepared<'a>> {
+    fn apply_policy<'a>(
+        &self,
+        request: &EmbedRequest<'a>,
+        limits: &BatchLimits,
+    ) -> Result<Prepared<'a>> {
+        let texts = request.inputs;
         let max = limits.max_input_tokens;
-        let counts: Vec<usize> = texts.iter().map(|t| self.inner.count_tokens(t)).collect();
+        let counts: Vec<usize> = match request.token_counts {
+            Some(c) => c.to_vec(),
+            None => texts.iter().map(|t| self.inner.count_tokens(t)).collect(),
+        };
         let Some(first) = counts.iter().position(|&n| n > max) else {
             return Ok(Prepared {
                 texts: Cow::Borrowed(texts),
@@ -213,10 +239,26 @@ impl BatchLayer {
         }
     }
 
-    /// The general path: prepare, plan, run the sub-batches, reassemble.
-    async fn embed_planned(&self, texts: &[&str], limits: BatchLimits) -> Result<Embeddings> {
-        let prepared = self.prepare(texts, &limits)?;
+    /// The general path: apply the over-long policy, plan, run the
+    /// sub-batches, reassemble. `request.output_type` is what the inner
+    /// embedder is asked for.
+    async fn embed_planned(
+        &self,
+        request: EmbedRequest<'_>,
+        limits: BatchLimits,
+    ) -> Result<Embeddings> {
+        let texts = request.inputs;
+        let prepared = self.apply_policy(&request, &limits)?;
         let sent: &[&str] = &prepared.texts;
+        let output = request.output_type;
+        if prepared.groups.is_some() && output != OutputType::F32 {
+            return Err(Error::invalid_input(format!(
+                "the chunk policy averages f32 vectors and cannot produce {output} vectors \
+                 natively; ask for f32, binary or ubinary, or set batch.over_length to \
+                 \"truncate\""
+            ))
+            .with_provider(self.inner.info().provider.clone()));
+        }
         let plan = plan_batches(
             &prepared.counts,
             limits.max_batch_size,
@@ -243,13 +285,28 @@ impl BatchLayer {
                 texts.len(),
                 e.message()
             );
-            e.with_message(msg)
+            // An error about some inputs of the sub-request names them (pieces
+            // of chunked inputs name their input); otherwise the whole range.
+            let inputs = match (e.inputs(), &prepared.groups) {
+                (Some(i), None) if i.end <= r.len() => r.start + i.start..r.start + i.end,
+                (Some(i), Some(_)) if i.end <= r.len() => {
+                    original(&(r.start + i.start..r.start + i.end))
+                }
+                _ => o,
+            };
+            e.with_message(msg).with_inputs(inputs)
         };
 
         let inner = &self.inner;
+        let counts: &[usize] = &prepared.counts;
+        let sub = request.with_inputs(sent);
         let mut results = futures::stream::iter(plan)
             .map(|r| async move {
-                let res = inner.embed_documents(&sent[r.clone()]).await;
+                let req = EmbedRequest::new(&sent[r.clone()])
+                    .with_input_type(sub.input_type)
+                    .with_output_type(sub.output_type)
+                    .with_token_counts(&counts[r.clone()]);
+                let res = inner.embed(req).await;
                 (r, res)
             })
             .buffer_unordered(self.config.concurrency.max(1));
@@ -266,19 +323,24 @@ impl BatchLayer {
                     &r,
                 ));
             }
-            let buf = out.get_or_insert_with(|| Embeddings::zeroed(sent.len(), e.dim()));
+            let buf = out.get_or_insert_with(|| Embeddings::zeroed_of(output, sent.len(), e.dim()));
             let dim = buf.dim();
-            if e.dim() != dim {
+            if e.dim() != dim || e.output_type() != output {
                 return Err(name_range(
                     Error::new(
                         ErrorKind::DimensionMismatch,
-                        format!("vectors of dimension {}, earlier ones had {dim}", e.dim()),
+                        format!(
+                            "{} vectors of dimension {} where {output} vectors of dimension \
+                             {dim} were expected",
+                            e.output_type(),
+                            e.dim()
+                        ),
                     )
                     .with_provider(inner.info().provider.clone()),
                     &r,
                 ));
             }
-            buf.as_flat_mut()[r.start * dim..r.end * dim].copy_from_slice(e.as_flat());
+            buf.copy_rows_from(r.start, &e)?;
             if let Some(u) = e.usage() {
                 usage.get_or_insert_with(Usage::default).add(u);
             }
@@ -288,7 +350,7 @@ impl BatchLayer {
         }
         drop(results);
         let Some(rows) = out else {
-            return Ok(Embeddings::empty(self.inner.dimension()));
+            return Ok(Embeddings::empty_of(output, self.inner.dimension()));
         };
         let mut rows = match &prepared.groups {
             None => rows,
@@ -330,21 +392,21 @@ fn combine_chunks(rows: &Embeddings, groups: &[Range<usize>], counts: &[usize]) 
     out
 }
 
-#[async_trait]
-impl Embedder for BatchLayer {
-    forward_sync!();
-
-    async fn embed_documents(&self, texts: &[&str]) -> Result<Embeddings> {
-        if texts.is_empty() {
-            return Ok(Embeddings::empty(self.inner.dimension()));
-        }
+impl BatchLayer {
+    /// Plans and sends a request whose output type the inner embedder produces.
+    async fn embed_native(&self, request: EmbedRequest<'_>) -> Result<Embeddings> {
+        let texts = request.inputs;
         let limits = self.limits();
         // Fast path: everything fits in one request; pass it on untouched.
         if texts.len() <= limits.max_batch_size {
             let mut total = 0usize;
             let mut fits = true;
-            for t in texts {
-                let n = self.inner.count_tokens(t);
+            let count = |i: usize, t: &str| match request.token_counts {
+                Some(c) => c[i],
+                None => self.inner.count_tokens(t),
+            };
+            for (i, t) in texts.iter().enumerate() {
+                let n = count(i, t);
                 total = total.saturating_add(n);
                 if n > limits.max_input_tokens || total > limits.max_batch_tokens {
                     fits = false;
@@ -352,7 +414,7 @@ impl Embedder for BatchLayer {
                 }
             }
             if fits {
-                let e = self.inner.embed_documents(texts).await?;
+                let e = self.inner.embed(request).await?;
                 if e.len() != texts.len() {
                     return Err(Error::invalid_response(format!(
                         "{} vectors for {} inputs",
@@ -364,33 +426,58 @@ impl Embedder for BatchLayer {
                 return Ok(e);
             }
         }
-        self.embed_planned(texts, limits).await
+        self.embed_planned(request, limits).await
+    }
+}
+
+/// Passes on a request whose output type the inner embedder does not
+/// produce natively as far as it can: binary and ubinary are asked for as
+/// `f32` and packed here ([`embeddings_core::quantize`]); int8 and uint8 are
+/// an `InvalidInput` error naming the provider.
+pub(crate) async fn embed_converting<'a, F, Fut>(
+    info: &ProviderInfo,
+    request: EmbedRequest<'a>,
+    send: F,
+) -> Result<Embeddings>
+where
+    F: FnOnce(EmbedRequest<'a>) -> Fut,
+    Fut: std::future::Future<Output = Result<Embeddings>>,
+{
+    let wanted = request.output_type;
+    if info.supports_output_type(wanted) {
+        return send(request).await;
+    }
+    if !wanted.is_packed() {
+        info.check_output_type(&request)?;
+    }
+    send(request.with_output_type(OutputType::F32))
+        .await?
+        .quantized(wanted)
+}
+
+#[async_trait]
+impl Wrapper for BatchLayer {
+    fn inner(&self) -> &dyn Embedder {
+        &*self.inner
     }
 
-    async fn embed_query(&self, text: &str) -> Result<Vec<f32>> {
-        let limits = self.limits();
-        let n = self.inner.count_tokens(text);
-        if n <= limits.max_input_tokens {
-            return self.inner.embed_query(text).await;
+    async fn embed(&self, request: EmbedRequest<'_>) -> Result<Embeddings> {
+        self.ensure_prepared().await?;
+        if request.inputs.is_empty() {
+            return Ok(Embeddings::empty_of(
+                request.output_type,
+                self.inner.dimension(),
+            ));
         }
-        match self.config.over_length {
-            OverLengthPolicy::Error => Err(self.too_long(0, n, &limits)),
-            OverLengthPolicy::Truncate => {
-                let pieces = self.inner.split_tokens(text, limits.max_input_tokens);
-                self.inner
-                    .embed_query(pieces.first().copied().unwrap_or(""))
-                    .await
-            }
-            OverLengthPolicy::Chunk => {
-                let e = self.embed_planned(&[text], limits).await?;
-                e.into_single()
-                    .ok_or_else(|| Error::new(ErrorKind::Internal, "no vector for a chunked query"))
-            }
+        let info = self.inner.info();
+        if info.supports_output_type(request.output_type) {
+            return self.embed_native(request).await;
         }
+        embed_converting(info, request, |r| self.embed_native(r)).await
     }
 
-    async fn health_check(&self) -> Result<()> {
-        self.inner.health_check().await
+    async fn prepare(&self) -> Result<()> {
+        self.ensure_prepared().await
     }
 }
 

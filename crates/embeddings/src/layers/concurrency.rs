@@ -3,10 +3,10 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use embeddings_core::{Embedder, Embeddings, Error, ErrorKind, Result, async_trait};
+use embeddings_core::{
+    EmbedRequest, Embedder, Embeddings, Error, ErrorKind, Result, Wrapper, async_trait,
+};
 use tokio::sync::Semaphore;
-
-use super::forward_sync;
 
 /// Lets at most `max_in_flight` calls reach the inner embedder at once; the
 /// others wait for a free slot. Clones share the bound.
@@ -65,15 +65,13 @@ impl ConcurrencyLayer {
 }
 
 #[async_trait]
-impl Embedder for ConcurrencyLayer {
-    forward_sync!();
-
-    async fn embed_documents(&self, texts: &[&str]) -> Result<Embeddings> {
-        self.run(self.inner.embed_documents(texts)).await
+impl Wrapper for ConcurrencyLayer {
+    fn inner(&self) -> &dyn Embedder {
+        &*self.inner
     }
 
-    async fn embed_query(&self, text: &str) -> Result<Vec<f32>> {
-        self.run(self.inner.embed_query(text)).await
+    async fn embed(&self, request: EmbedRequest<'_>) -> Result<Embeddings> {
+        self.run(self.inner.embed(request)).await
     }
 
     async fn health_check(&self) -> Result<()> {

@@ -4,11 +4,9 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use embeddings_core::{Embedder, Embeddings, Error, Result, async_trait};
+use embeddings_core::{EmbedRequest, Embedder, Embeddings, Error, Result, Wrapper, async_trait};
 use metrics::{Key, Label, Level, Metadata};
 use tracing::Instrument;
-
-use super::forward_sync;
 
 /// The names of the metrics the layers record. Every metric carries the
 /// labels `provider` and `model`; the error and retry counters also `kind`
@@ -109,7 +107,7 @@ impl Drop for InFlight<'_> {
 }
 
 /// Records every call: a `tracing` span `embeddings.call` (fields `provider`,
-/// `model`, `op`, `inputs`, and once done `outcome`, `rows`, `tokens`, and for
+/// `model`, `op` (`embed`), `input_type`, `inputs`, and once done `outcome`, `rows`, `tokens`, and for
 /// failures `error.kind` and `attempts`), and the metrics of
 /// [`metric_names`]. The retry layer below adds a span per attempt and the
 /// retry counter. No text or key is ever recorded.
@@ -133,6 +131,7 @@ impl InstrumentLayer {
     async fn run<T, Fut>(
         &self,
         op: &'static str,
+        input_type: &'static str,
         inputs: usize,
         fut: Fut,
         measure: impl FnOnce(&T) -> (usize, u64),
@@ -147,6 +146,7 @@ impl InstrumentLayer {
             provider = %info.provider,
             model = %info.model,
             op,
+            input_type,
             inputs,
             outcome = tracing::field::Empty,
             rows = tracing::field::Empty,
@@ -200,35 +200,28 @@ impl InstrumentLayer {
         });
     }
 
-    fn tokens_of(&self, texts: &[&str], e: &Embeddings) -> u64 {
+    fn tokens_of(&self, request: &EmbedRequest<'_>, e: &Embeddings) -> u64 {
         match e.usage() {
             Some(u) => u.prompt_tokens,
-            None => texts
-                .iter()
-                .map(|t| self.inner.count_tokens(t) as u64)
-                .sum(),
+            None => request.total_tokens(|t| self.inner.count_tokens(t)) as u64,
         }
     }
 }
 
 #[async_trait]
-impl Embedder for InstrumentLayer {
-    forward_sync!();
-
-    async fn embed_documents(&self, texts: &[&str]) -> Result<Embeddings> {
-        self.run(
-            "embed_documents",
-            texts.len(),
-            self.inner.embed_documents(texts),
-            |e: &Embeddings| (e.len(), self.tokens_of(texts, e)),
-        )
-        .await
+impl Wrapper for InstrumentLayer {
+    fn inner(&self) -> &dyn Embedder {
+        &*self.inner
     }
 
-    async fn embed_query(&self, text: &str) -> Result<Vec<f32>> {
-        self.run("embed_query", 1, self.inner.embed_query(text), |_| {
-            (1, self.inner.count_tokens(text) as u64)
-        })
+    async fn embed(&self, request: EmbedRequest<'_>) -> Result<Embeddings> {
+        self.run(
+            "embed",
+            request.input_type.as_str(),
+            request.inputs.len(),
+            self.inner.embed(request),
+            |e: &Embeddings| (e.len(), self.tokens_of(&request, e)),
+        )
         .await
     }
 

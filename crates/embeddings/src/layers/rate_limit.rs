@@ -8,14 +8,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use embeddings_core::{
-    Embedder, Embeddings, ErrorKind, RateLimitConfig, RateLimitSnapshot, Result, async_trait,
+    EmbedRequest, Embedder, Embeddings, ErrorKind, RateLimitConfig, RateLimitSnapshot, Result,
+    Wrapper, async_trait,
 };
 use governor::clock::Clock;
 use governor::middleware::NoOpMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
-
-use super::forward_sync;
 
 /// The longest pause the adaptive part imposes at once.
 const MAX_HOLD: Duration = Duration::from_secs(60);
@@ -213,37 +212,23 @@ fn low_budget_wait(
 }
 
 #[async_trait]
-impl Embedder for RateLimitLayer {
-    forward_sync!();
+impl Wrapper for RateLimitLayer {
+    fn inner(&self) -> &dyn Embedder {
+        &*self.inner
+    }
 
-    async fn embed_documents(&self, texts: &[&str]) -> Result<Embeddings> {
-        let count = || -> usize { texts.iter().map(|t| self.inner.count_tokens(t)).sum() };
+    async fn embed(&self, request: EmbedRequest<'_>) -> Result<Embeddings> {
+        let count = || request.total_tokens(|t| self.inner.count_tokens(t));
         let tokens = if self.state.tokens.is_some() {
             Some(count())
         } else {
             None
         };
         self.acquire(tokens.unwrap_or(0)).await;
-        let r = self.inner.embed_documents(texts).await;
+        let r = self.inner.embed(request).await;
         let snapshot = r.as_ref().ok().and_then(Embeddings::rate_limits);
         self.observe(&r, snapshot, || tokens.unwrap_or_else(count));
         r
-    }
-
-    async fn embed_query(&self, text: &str) -> Result<Vec<f32>> {
-        let tokens = if self.state.tokens.is_some() {
-            self.inner.count_tokens(text)
-        } else {
-            0
-        };
-        self.acquire(tokens).await;
-        let r = self.inner.embed_query(text).await;
-        self.observe(&r, None, || tokens);
-        r
-    }
-
-    async fn health_check(&self) -> Result<()> {
-        self.inner.health_check().await
     }
 }
 

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use backon::{ExponentialBuilder, Retryable};
-use embeddings_core::{Embedder, Embeddings, Error, Result, RetryConfig, async_trait};
+use embeddings_core::{
+    EmbedRequest, Embedder, Embeddings, Error, Result, RetryConfig, Wrapper, async_trait,
+};
 use tracing::Instrument;
 
-use super::forward_sync;
 use super::instrument::metric_names;
 
 /// Tries a failed request again when its error
@@ -23,8 +24,8 @@ use super::instrument::metric_names;
 /// then is the last one, with [`Error::attempts`] set to the number of
 /// attempts made (also on errors that were not retried: 1).
 ///
-/// Every attempt runs in a `tracing` span `embeddings.attempt` (provider,
-/// model, attempt number, outcome); every retry increments the
+/// Every attempt runs in a `tracing` span `embeddings.attempt` (`op`:
+/// `embed` or `prepare`, provider, model, attempt number, outcome); every retry increments the
 /// `embeddings_retries_total` counter. Waits use `tokio::time`.
 ///
 /// `health_check` is passed on once, without retries: it reports the
@@ -46,7 +47,7 @@ impl RetryLayer {
         &self.config
     }
 
-    async fn run<T, F, Fut>(&self, mut attempt: F) -> Result<T>
+    async fn run<T, F, Fut>(&self, op: &'static str, mut attempt: F) -> Result<T>
     where
         F: FnMut() -> Fut + Send,
         Fut: Future<Output = Result<T>> + Send,
@@ -67,6 +68,7 @@ impl RetryLayer {
             let n = attempts.fetch_add(1, Ordering::Relaxed) + 1;
             let span = tracing::info_span!(
                 "embeddings.attempt",
+                op,
                 provider = %info.provider,
                 model = %info.model,
                 attempt = n,
@@ -119,18 +121,18 @@ impl RetryLayer {
 }
 
 #[async_trait]
-impl Embedder for RetryLayer {
-    forward_sync!();
-
-    async fn embed_documents(&self, texts: &[&str]) -> Result<Embeddings> {
-        self.run(|| self.inner.embed_documents(texts)).await
+impl Wrapper for RetryLayer {
+    fn inner(&self) -> &dyn Embedder {
+        &*self.inner
     }
 
-    async fn embed_query(&self, text: &str) -> Result<Vec<f32>> {
-        self.run(|| self.inner.embed_query(text)).await
+    async fn embed(&self, request: EmbedRequest<'_>) -> Result<Embeddings> {
+        self.run("embed", || self.inner.embed(request)).await
     }
 
-    async fn health_check(&self) -> Result<()> {
-        self.inner.health_check().await
+    /// Discovery is retried like a request: a server that is briefly
+    /// unavailable at start-up does not fail the first call.
+    async fn prepare(&self) -> Result<()> {
+        self.run("prepare", || self.inner.prepare()).await
     }
 }

@@ -4,7 +4,9 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use embeddings_core::{BatchConfig, Embedder, Embeddings, Error, Result};
+use embeddings_core::{
+    BatchConfig, EmbedRequest, Embedder, Embeddings, Error, InputType, OutputType, Result,
+};
 use futures::{Stream, StreamExt};
 
 /// The vectors of consecutive inputs `range` (0-based positions in the input
@@ -18,6 +20,10 @@ pub struct StreamOptions {
     pub batch_size: Option<usize>,
     /// Batches in flight or waiting to be consumed, at most (at least 1).
     pub concurrency: usize,
+    /// The input type of every request.
+    pub input_type: InputType,
+    /// The output type of every request.
+    pub output_type: OutputType,
 }
 
 impl Default for StreamOptions {
@@ -25,6 +31,8 @@ impl Default for StreamOptions {
         StreamOptions {
             batch_size: None,
             concurrency: 4,
+            input_type: InputType::Document,
+            output_type: OutputType::F32,
         }
     }
 }
@@ -36,7 +44,20 @@ impl StreamOptions {
         StreamOptions {
             batch_size: config.max_batch_size,
             concurrency: config.concurrency,
+            ..StreamOptions::default()
         }
+    }
+
+    /// Sets the input type of every request.
+    pub fn input_type(mut self, t: InputType) -> Self {
+        self.input_type = t;
+        self
+    }
+
+    /// Sets the output type of every request.
+    pub fn output_type(mut self, t: OutputType) -> Self {
+        self.output_type = t;
+        self
     }
 
     /// Sets the batch size.
@@ -61,7 +82,9 @@ impl StreamOptions {
 /// consumed). A batch that fails yields an `Err` naming its input range, and
 /// the stream goes on with the next batches: a consumer that wants to stop at
 /// the first failure just stops reading (dropping the stream cancels the
-/// batches in flight). Nothing is spawned; the work is done while the
+/// batches in flight). The error's [`Error::inputs`] are positions in the
+/// input stream. Every request carries the options' input and output type.
+/// Nothing is spawned; the work is done while the
 /// returned stream is polled.
 ///
 /// ```
@@ -112,9 +135,12 @@ where
                         range.end,
                         e.message()
                     );
-                    e.with_message(msg)
+                    e.with_message(msg).offset_inputs(range.start, range.len())
                 };
-                let rows = embedder.embed_documents(&refs).await.map_err(name)?;
+                let request = EmbedRequest::new(&refs)
+                    .with_input_type(options.input_type)
+                    .with_output_type(options.output_type);
+                let rows = embedder.embed(request).await.map_err(name)?;
                 if rows.len() != refs.len() {
                     return Err(name(Error::invalid_response(format!(
                         "{} vectors for {} inputs",

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use embeddings_core::{Embedder, Embeddings, Error, ErrorKind, Result, async_trait};
-
-use super::forward_sync;
+use embeddings_core::{
+    EmbedRequest, Embedder, Embeddings, Error, ErrorKind, Result, Wrapper, async_trait,
+};
 
 /// Gives every call (every attempt, placed below the retry layer) at most
 /// `per_attempt` to finish; a call that takes longer fails with a retryable
@@ -67,18 +67,20 @@ impl TimeoutLayer {
 }
 
 #[async_trait]
-impl Embedder for TimeoutLayer {
-    forward_sync!();
-
-    async fn embed_documents(&self, texts: &[&str]) -> Result<Embeddings> {
-        self.run(self.inner.embed_documents(texts)).await
+impl Wrapper for TimeoutLayer {
+    fn inner(&self) -> &dyn Embedder {
+        &*self.inner
     }
 
-    async fn embed_query(&self, text: &str) -> Result<Vec<f32>> {
-        self.run(self.inner.embed_query(text)).await
+    async fn embed(&self, request: EmbedRequest<'_>) -> Result<Embeddings> {
+        self.run(self.inner.embed(request)).await
     }
 
     async fn health_check(&self) -> Result<()> {
         self.run(self.inner.health_check()).await
+    }
+
+    async fn prepare(&self) -> Result<()> {
+        self.run(self.inner.prepare()).await
     }
 }

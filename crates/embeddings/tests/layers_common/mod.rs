@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use embeddings::{
-    Embedder, Embeddings, Error, ProviderInfo, Result, Usage, async_trait, estimate_tokens,
+    EmbedRequest, Embedder, Embeddings, Error, ProviderInfo, Result, Usage, async_trait,
+    estimate_tokens,
 };
 use embeddings_core::RateLimitSnapshot;
 
@@ -90,7 +91,9 @@ impl Embedder for Probe {
         &self.info
     }
 
-    async fn embed_documents(&self, texts: &[&str]) -> Result<Embeddings> {
+    async fn embed(&self, request: EmbedRequest<'_>) -> Result<Embeddings> {
+        self.info.check_output_type(&request)?;
+        let texts = request.inputs;
         if texts.is_empty() {
             return Ok(Embeddings::empty(self.info.dimension));
         }
@@ -121,10 +124,7 @@ impl Embedder for Probe {
             embeddings::mock::fill_vector(&self.info.model, text, row);
         }
         let tokens: usize = texts.iter().map(|t| estimate_tokens(t)).sum();
-        let mut out = out.with_usage(Usage {
-            prompt_tokens: tokens as u64,
-            total_tokens: tokens as u64,
-        });
+        let mut out = out.with_usage(Usage::tokens(tokens as u64));
         out.set_rate_limits(*self.snapshot.lock().unwrap());
         Ok(out)
     }
