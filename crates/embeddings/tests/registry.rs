@@ -2,7 +2,7 @@
 //! catches the silently empty registry `inventory` gives when a provider
 //! crate is not linked.
 
-use embeddings::{ENABLED_PROVIDERS, ErrorKind, registered, registry};
+use embeddings::{ENABLED_PROVIDERS, ErrorKind, KNOWN_PROVIDERS, registered, registry};
 
 #[test]
 fn registered_equals_enabled_features() {
@@ -10,17 +10,69 @@ fn registered_equals_enabled_features() {
     let mut expected = ENABLED_PROVIDERS.to_vec();
     expected.sort_unstable();
     assert_eq!(names, expected);
-    let mut by_feature = Vec::new();
-    if cfg!(feature = "mock") {
-        by_feature.push("mock");
+}
+
+/// The facade's one provider list (`providers!` in lib.rs) and its Cargo
+/// features agree: every feature that enables a provider crate
+/// (`crates/provider-*`) is a known provider of the same name, and every
+/// known provider is such a feature. No list is kept by hand here.
+#[test]
+fn every_provider_feature_is_in_the_provider_list() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut provider_crates = Vec::new();
+    for entry in std::fs::read_dir(&root).unwrap() {
+        let dir = entry.unwrap().path();
+        let is_provider = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("provider-"));
+        if is_provider {
+            let manifest: toml::Table =
+                toml::from_str(&std::fs::read_to_string(dir.join("Cargo.toml")).unwrap()).unwrap();
+            provider_crates.push(manifest["package"]["name"].as_str().unwrap().to_owned());
+        }
     }
-    if cfg!(feature = "ollama") {
-        by_feature.push("ollama");
+    let facade: toml::Table = toml::from_str(include_str!("../Cargo.toml")).unwrap();
+    let mut provider_features = Vec::new();
+    for (feature, enables) in facade["features"].as_table().unwrap() {
+        let enables: Vec<&str> = enables
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+        if enables
+            .iter()
+            .any(|e| provider_crates.iter().any(|c| *e == format!("dep:{c}")))
+        {
+            provider_features.push(feature.as_str());
+        }
     }
-    if cfg!(feature = "openai") {
-        by_feature.push("openai");
+    provider_features.sort_unstable();
+    let mut known = KNOWN_PROVIDERS.to_vec();
+    known.sort_unstable();
+    assert_eq!(provider_features, known);
+    assert!(provider_crates.len() >= known.len(), "{provider_crates:?}");
+}
+
+#[test]
+fn a_section_of_a_provider_this_build_lacks_names_the_feature() {
+    let disabled: Vec<&&str> = KNOWN_PROVIDERS
+        .iter()
+        .filter(|p| !ENABLED_PROVIDERS.contains(p))
+        .collect();
+    for p in disabled {
+        let config = embeddings::Config::from_toml_str(&format!("[{p}]\nx = 1")).unwrap();
+        let err = embeddings::from_config(&config).unwrap_err();
+        assert!(err.message().contains(&format!("`{p}` feature")), "{err}");
     }
-    assert_eq!(names, by_feature);
+    let config = embeddings::Config::from_toml_str("[nonesuch]\nx = 1").unwrap();
+    let err = embeddings::from_config(&config).unwrap_err();
+    assert!(
+        err.message().contains("unknown config section [nonesuch]"),
+        "{err}"
+    );
+    assert!(err.message().contains("batch"), "layers are listed: {err}");
 }
 
 #[test]
