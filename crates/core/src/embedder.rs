@@ -45,10 +45,9 @@ pub struct ProviderInfo {
     /// Whether the model runs in this process (no network): the layers use
     /// defaults that fit (no retry of compute errors, no adaptive rate limit).
     pub in_process: bool,
-    /// Every setting that changes the vectors, as `key=value` pairs joined
-    /// by `;` (provider and model first); cache keys and job checkpoints use
-    /// it. Never holds a secret. See [`ProviderInfo::add_fingerprint`].
-    pub fingerprint: String,
+    /// The vector-changing settings beyond provider and model
+    /// (`;key=value` each), see [`ProviderInfo::fingerprint`].
+    settings: String,
 }
 
 impl ProviderInfo {
@@ -58,12 +57,9 @@ impl ProviderInfo {
         model: impl Into<String>,
         dimension: usize,
     ) -> Self {
-        let provider = provider.into();
-        let model = model.into();
-        let fingerprint = format!("provider={provider};model={model}");
         ProviderInfo {
-            provider,
-            model,
+            provider: provider.into(),
+            model: model.into(),
             dimension,
             max_batch_size: 2048,
             max_input_tokens: 8192,
@@ -72,14 +68,32 @@ impl ProviderInfo {
             input_types: &[],
             output_types: &[],
             in_process: false,
-            fingerprint,
+            settings: String::new(),
         }
     }
 
-    /// Adds a vector-changing setting to the fingerprint (`;key=value`).
+    /// Adds a setting that changes the vectors (a `dimensions` parameter sent
+    /// to the server, a truncation mode, the endpoint of a compatible server,
+    /// ...) to the [fingerprint](ProviderInfo::fingerprint). Never a secret.
     pub fn add_fingerprint(&mut self, key: &str, value: impl std::fmt::Display) {
         use std::fmt::Write;
-        let _ = write!(self.fingerprint, ";{key}={value}");
+        let _ = write!(self.settings, ";{key}={value}");
+    }
+
+    /// Every setting that changes the vectors: `provider=..;model=..` and
+    /// what the provider added with [`ProviderInfo::add_fingerprint`]. Cache
+    /// keys and job checkpoints use it; it never holds a secret.
+    ///
+    /// ```
+    /// let mut info = embeddings_core::ProviderInfo::new("openai", "text-embedding-3-small", 256);
+    /// info.add_fingerprint("dimensions", 256);
+    /// assert_eq!(info.fingerprint(), "provider=openai;model=text-embedding-3-small;dimensions=256");
+    /// ```
+    pub fn fingerprint(&self) -> String {
+        format!(
+            "provider={};model={}{}",
+            self.provider, self.model, self.settings
+        )
     }
 
     /// Whether the provider sends `input_type` on the wire.
@@ -289,9 +303,10 @@ pub trait Wrapper: Send + Sync + Debug + 'static {
         self.inner().info()
     }
 
-    /// The dimension; [`Wrapper::info`]'s by default.
+    /// The inner embedder's dimension by default (a wrapper that changes
+    /// [`Wrapper::info`] overrides this too).
     fn dimension(&self) -> usize {
-        Wrapper::info(self).dimension
+        self.inner().dimension()
     }
 
     /// Passes the request on by default.

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::embedder::{Embedder, Layer};
+use crate::embedder::Embedder;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Builds a provider from the configuration (no layers around it).
@@ -53,10 +53,10 @@ macro_rules! register_provider {
     };
 }
 
-/// Builds a configured layer for a provider of that info, or `None` when the
-/// configuration (or the provider: an in-process model needs no adaptive
-/// rate limit) leaves it off.
-pub type LayerBuildFn = fn(&Config, &crate::ProviderInfo) -> Result<Option<Arc<dyn Layer>>>;
+/// Wraps `inner` in the configured layer, or gives `inner` back when the
+/// configuration (or the provider, by its `info()`: an in-process model needs
+/// no adaptive rate limit) leaves the layer off.
+pub type LayerBuildFn = fn(&Config, Arc<dyn Embedder>) -> Result<Arc<dyn Embedder>>;
 
 /// A layer the configuration can switch on: its section name, its place in
 /// the stack and how to build it. The facade's [`layers::apply`] stacks every
@@ -99,7 +99,7 @@ pub fn layers() -> &'static [&'static LayerRegistration] {
 ///     name: "cache",
 ///     description: "per-row cache of vectors",
 ///     position: 600,
-///     build: |config, info| Ok(CacheLayer::from_config(config, info)?.map(|l| Arc::new(l) as _)),
+///     build: |config, inner| CacheLayer::wrap(config, inner),
 /// }
 /// ```
 #[macro_export]

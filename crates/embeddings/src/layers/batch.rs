@@ -114,7 +114,7 @@ pub struct BatchLayer {
     inner: Arc<dyn Embedder>,
     config: BatchConfig,
     /// Set once the inner embedder's `prepare` (discovery) succeeded.
-    prepared: Arc<OnceCell<()>>,
+    prepared: OnceCell<()>,
 }
 
 /// The inputs actually sent: the caller's, or pieces of them when the
@@ -132,7 +132,7 @@ impl BatchLayer {
         BatchLayer {
             inner,
             config,
-            prepared: Arc::new(OnceCell::new()),
+            prepared: OnceCell::new(),
         }
     }
 

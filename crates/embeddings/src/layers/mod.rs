@@ -62,7 +62,7 @@ mod timeout;
 use std::sync::Arc;
 
 use embeddings_core::registry::{self, LayerRegistration};
-use embeddings_core::{EmbedRequest, Layer, ProviderInfo, Wrapper, async_trait};
+use embeddings_core::{EmbedRequest, Layer, Wrapper, async_trait};
 
 use crate::{Config, Embedder, Embeddings, Result};
 
@@ -120,9 +120,7 @@ pub fn apply_with(
             }
             user_done = true;
         }
-        if let Some(layer) = (reg.build)(config, e.info())? {
-            e = layer.layer(e);
-        }
+        e = (reg.build)(config, e)?;
     }
     if !user_done {
         for l in user.iter().rev() {
@@ -132,58 +130,38 @@ pub fn apply_with(
     Ok(e)
 }
 
-/// A built-in layer as a [`Layer`]: a function of the inner embedder.
-#[derive(Debug)]
-struct Builtin<C: std::fmt::Debug + Send + Sync> {
-    config: C,
-    wrap: fn(Arc<dyn Embedder>, &C) -> Arc<dyn Embedder>,
-}
-
-impl<C: std::fmt::Debug + Send + Sync> Layer for Builtin<C> {
-    fn layer(&self, inner: Arc<dyn Embedder>) -> Arc<dyn Embedder> {
-        (self.wrap)(inner, &self.config)
-    }
-}
-
-fn builtin<C: std::fmt::Debug + Send + Sync + 'static>(
-    config: C,
-    wrap: fn(Arc<dyn Embedder>, &C) -> Arc<dyn Embedder>,
-) -> Result<Option<Arc<dyn Layer>>> {
-    Ok(Some(Arc::new(Builtin { config, wrap })))
-}
-
 embeddings_core::register_layer! {
     name: "timeout",
     description: "a deadline per attempt ([timeout])",
     position: 100,
-    build: |config: &Config, _: &ProviderInfo| match config.timeout.per_attempt {
-        Some(d) => builtin(d, |e, d| Arc::new(TimeoutLayer::new(e, *d))),
-        None => Ok(None),
-    },
+    build: |config: &Config, e: Arc<dyn Embedder>| Ok(match config.timeout.per_attempt {
+        Some(d) => Arc::new(TimeoutLayer::new(e, d)),
+        None => e,
+    }),
 }
 
 embeddings_core::register_layer! {
     name: "concurrency",
     description: "a bound on requests in flight, shared by clones ([concurrency])",
     position: 200,
-    build: |config: &Config, _: &ProviderInfo| match config.concurrency.max_in_flight {
-        Some(n) => builtin(n, |e, n| Arc::new(ConcurrencyLayer::new(e, *n))),
-        None => Ok(None),
-    },
+    build: |config: &Config, e: Arc<dyn Embedder>| Ok(match config.concurrency.max_in_flight {
+        Some(n) => Arc::new(ConcurrencyLayer::new(e, n)),
+        None => e,
+    }),
 }
 
 embeddings_core::register_layer! {
     name: "rate_limit",
     description: "requests and tokens per minute, adaptive to the server's headers ([rate_limit])",
     position: 300,
-    build: |config: &Config, info: &ProviderInfo| {
+    build: |config: &Config, e: Arc<dyn Embedder>| {
         let rl = &config.rate_limit;
         let fixed = rl.requests_per_minute.is_some() || rl.tokens_per_minute.is_some();
-        if fixed || (rl.adaptive && !info.in_process) {
-            builtin(rl.clone(), |e, c| Arc::new(RateLimitLayer::new(e, c.clone())))
+        Ok(if fixed || (rl.adaptive && !e.info().in_process) {
+            Arc::new(RateLimitLayer::new(e, rl.clone()))
         } else {
-            Ok(None)
-        }
+            e
+        })
     },
 }
 
@@ -191,12 +169,12 @@ embeddings_core::register_layer! {
     name: "retry",
     description: "exponential backoff with jitter for retryable errors ([retry])",
     position: 400,
-    build: |config: &Config, _: &ProviderInfo| {
-        if config.retry.enabled {
-            builtin(config.retry.clone(), |e, c| Arc::new(RetryLayer::new(e, c.clone())))
+    build: |config: &Config, e: Arc<dyn Embedder>| {
+        Ok(if config.retry.enabled {
+            Arc::new(RetryLayer::new(e, config.retry.clone()))
         } else {
-            Ok(None)
-        }
+            e
+        })
     },
 }
 
@@ -204,12 +182,12 @@ embeddings_core::register_layer! {
     name: "batch",
     description: "splits by the provider's limits, over-long inputs, rows in input order ([batch])",
     position: 500,
-    build: |config: &Config, _: &ProviderInfo| {
-        if config.batch.enabled {
-            builtin(config.batch.clone(), |e, c| Arc::new(BatchLayer::new(e, c.clone())))
+    build: |config: &Config, e: Arc<dyn Embedder>| {
+        Ok(if config.batch.enabled {
+            Arc::new(BatchLayer::new(e, config.batch.clone()))
         } else {
-            builtin((), |e, _| Arc::new(OutputTypeLayer::new(e)))
-        }
+            Arc::new(OutputTypeLayer::new(e))
+        })
     },
 }
 
@@ -217,13 +195,13 @@ embeddings_core::register_layer! {
     name: "prompts",
     description: "query/document prompts for providers without native input types ([prompts])",
     position: 700,
-    build: |config: &Config, _: &ProviderInfo| {
+    build: |config: &Config, e: Arc<dyn Embedder>| {
         let prompts: PromptConfig = config.section("prompts")?;
-        if prompts.is_empty() {
-            Ok(None)
+        Ok(if prompts.is_empty() {
+            e
         } else {
-            builtin(prompts, |e, p| Arc::new(PromptLayer::new(e, p.clone())))
-        }
+            Arc::new(PromptLayer::new(e, prompts))
+        })
     },
 }
 
@@ -231,7 +209,7 @@ embeddings_core::register_layer! {
     name: "instrument",
     description: "tracing spans and metrics of every call (always on)",
     position: 900,
-    build: |_: &Config, _: &ProviderInfo| builtin((), |e, _| Arc::new(InstrumentLayer::new(e))),
+    build: |_: &Config, e: Arc<dyn Embedder>| Ok(Arc::new(InstrumentLayer::new(e))),
 }
 
 /// The names of every registered layer (built-in and added by other crates),
