@@ -230,6 +230,15 @@ pub trait Embedder: Send + Sync + Debug + 'static {
         estimate_tokens(text)
     }
 
+    /// An upper bound of [`count_tokens`](Embedder::count_tokens) for any
+    /// text of `bytes` bytes, so that the layers skip counting texts that
+    /// fit whatever their tokens. The default, `bytes`, holds for byte-level
+    /// BPE (every token is at least one byte) and for [`estimate_tokens`]; a
+    /// tokenizer that adds special tokens per text overrides it.
+    fn token_bound(&self, bytes: usize) -> usize {
+        bytes
+    }
+
     /// Splits `text` into consecutive pieces of at most `max_tokens` tokens
     /// each (by this provider's tokenizer), covering the whole text. Used by
     /// the truncate and chunk policies for over-long inputs.
@@ -345,6 +354,11 @@ pub trait Wrapper: Send + Sync + Debug + 'static {
         self.inner().count_tokens(text)
     }
 
+    /// The inner embedder's bound by default.
+    fn token_bound(&self, bytes: usize) -> usize {
+        self.inner().token_bound(bytes)
+    }
+
     /// The inner embedder's split by default.
     fn split_tokens<'a>(&self, text: &'a str, max_tokens: usize) -> Vec<&'a str> {
         self.inner().split_tokens(text, max_tokens)
@@ -391,6 +405,10 @@ impl<W: Wrapper> Embedder for W {
     #[inline]
     fn count_tokens(&self, text: &str) -> usize {
         Wrapper::count_tokens(self, text)
+    }
+    #[inline]
+    fn token_bound(&self, bytes: usize) -> usize {
+        Wrapper::token_bound(self, bytes)
     }
     #[inline]
     fn split_tokens<'a>(&self, text: &'a str, max_tokens: usize) -> Vec<&'a str> {
@@ -538,6 +556,10 @@ impl Embedder for Arc<dyn Embedder> {
     #[inline]
     fn count_tokens(&self, text: &str) -> usize {
         (**self).count_tokens(text)
+    }
+    #[inline]
+    fn token_bound(&self, bytes: usize) -> usize {
+        (**self).token_bound(bytes)
     }
     #[inline]
     fn split_tokens<'a>(&self, text: &'a str, max_tokens: usize) -> Vec<&'a str> {

@@ -399,20 +399,26 @@ impl BatchLayer {
         let limits = self.limits();
         // Fast path: everything fits in one request; pass it on untouched.
         if texts.len() <= limits.max_batch_size {
-            let mut total = 0usize;
-            let mut fits = true;
-            let count = |i: usize, t: &str| match request.token_counts {
-                Some(c) => c[i],
-                None => self.inner.count_tokens(t),
+            // Without counting: the provider's bound of tokens per byte
+            // already shows that every text and the whole request fit.
+            let mut bound = 0usize;
+            let quick = texts.iter().all(|t| {
+                let b = self.inner.token_bound(t.len());
+                bound = bound.saturating_add(b);
+                b <= limits.max_input_tokens && bound <= limits.max_batch_tokens
+            });
+            let fits = quick || {
+                let mut total = 0usize;
+                let count = |i: usize, t: &str| match request.token_counts {
+                    Some(c) => c[i],
+                    None => self.inner.count_tokens(t),
+                };
+                texts.iter().enumerate().all(|(i, t)| {
+                    let n = count(i, t);
+                    total = total.saturating_add(n);
+                    n <= limits.max_input_tokens && total <= limits.max_batch_tokens
+                })
             };
-            for (i, t) in texts.iter().enumerate() {
-                let n = count(i, t);
-                total = total.saturating_add(n);
-                if n > limits.max_input_tokens || total > limits.max_batch_tokens {
-                    fits = false;
-                    break;
-                }
-            }
             if fits {
                 let e = self.inner.embed(request).await?;
                 if e.len() != texts.len() {

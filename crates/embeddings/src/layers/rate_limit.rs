@@ -227,7 +227,14 @@ impl Wrapper for RateLimitLayer {
         self.acquire(tokens.unwrap_or(0)).await;
         let r = self.inner.embed(request).await;
         let snapshot = r.as_ref().ok().and_then(Embeddings::rate_limits);
-        self.observe(&r, snapshot, || tokens.unwrap_or_else(count));
+        // The tokens spent: counted before sending when a limit needed them,
+        // else what the server reported, else counted now.
+        let reported = r
+            .as_ref()
+            .ok()
+            .and_then(Embeddings::usage)
+            .map(|u| u.prompt_tokens as usize);
+        self.observe(&r, snapshot, || tokens.or(reported).unwrap_or_else(count));
         r
     }
 }
