@@ -1,73 +1,66 @@
-//! The fault matrix: every fault of the fake server × {openai, ollama} ×
-//! {transient, permanent}, through the full layer stack built from a config.
-//! Transient faults end with every row equal to its input's design vector, in
-//! order; permanent ones with the right typed error after the right number of
-//! attempts. Plus the integrity load test (100,000 inputs).
+//! The fault matrix: every fault of the fake server × every provider that
+//! has a testkit fixture × {transient, permanent}, through the full layer
+//! stack built from a config. Transient faults end with every row equal to
+//! its input's design vector, in order; permanent ones with the right typed
+//! error after the right number of attempts. Plus the integrity load test
+//! (100,000 inputs).
 //!
-//! Real sockets on 127.0.0.1 need real time: waits are kept to tens of
-//! milliseconds (backoff 5–20 ms, retry-after 20 ms, 400 ms per attempt) and
-//! every case runs under an overall deadline, so nothing hangs.
+//! Each fixture gets its own fake server of its own dialects, and faults go
+//! to the fixture's embedding route; a new provider with a fixture is in the
+//! matrix without an edit here.
+//!
+//! Real sockets on 127.0.0.1 need real time, so no outcome may depend on how
+//! fast the machine is: only the `hang` case relies on the per-attempt
+//! timeout (the server never answers, so it times out however slow the
+//! machine); every other case runs with a timeout far beyond any answer, so
+//! a loaded machine makes the matrix slower, never different. Backoffs are
+//! kept to milliseconds and every case runs under an overall deadline, so
+//! nothing hangs.
 //!
 //! `cargo test -p embeddings --features full --test layers_fault_matrix`
 
-#![cfg(all(feature = "openai", feature = "ollama"))]
+#![cfg(feature = "mock")]
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use embeddings::{Config, Embedder, Embeddings, ErrorKind};
 use embeddings_testkit::{
-    FakeServer, FakeServerConfig, Fault, FaultAction, Latency, RateLimitedFault, Route,
-    StatusFault, Trigger,
+    FakeServer, FakeServerConfig, Fault, FaultAction, Fixture, Latency, RateLimitedFault,
+    StatusFault, Trigger, fixture,
 };
 
 const MAX_RETRIES: u32 = 2;
-const CASE_DEADLINE: Duration = Duration::from_secs(20);
+const CASE_DEADLINE: Duration = Duration::from_secs(60);
+/// The per-attempt timeout of the `hang` case: the server never answers.
+const HANG_TIMEOUT: Duration = Duration::from_millis(300);
+/// The per-attempt timeout of every other case: never reached by an answer,
+/// however loaded the machine (a slow answer must not become a timeout).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Provider {
-    Openai,
-    Ollama,
+/// The fixtures of the providers this build has (none without a network
+/// provider feature: `--features full`; the conformance test
+/// `every_registered_network_provider_has_a_fixture` makes sure none is
+/// missing).
+fn fixtures() -> Vec<&'static dyn Fixture> {
+    let f = fixture::fixtures_registered();
+    if f.is_empty() {
+        eprintln!("no provider with a fixture in this build: enable --features full");
+    }
+    f
 }
 
-impl Provider {
-    fn route(self) -> Route {
-        match self {
-            Provider::Openai => Route::OpenaiEmbeddings,
-            Provider::Ollama => Route::OllamaEmbed,
-        }
-    }
-
-    fn model(self) -> &'static str {
-        match self {
-            Provider::Openai => "text-embedding-3-small",
-            Provider::Ollama => "all-minilm",
-        }
-    }
-
-    fn dimension(self) -> usize {
-        match self {
-            Provider::Openai => 64,
-            Provider::Ollama => 384,
-        }
-    }
-
-    fn config(self, server: &FakeServer, extra: &str) -> Config {
-        let (name, base_url, dims) = match self {
-            Provider::Openai => ("openai", server.openai_base_url(), "dimensions = 64\n"),
-            Provider::Ollama => ("ollama", server.base_url(), ""),
-        };
-        let text = format!(
-            "provider = \"{name}\"\nmodel = \"{}\"\nbase_url = \"{base_url}\"\n\
-             api_key = \"sk-test-not-a-real-key\"\n{dims}\
-             [batch]\nmax_batch_size = 8\nconcurrency = 2\n\
-             [retry]\nmax_retries = {MAX_RETRIES}\ninitial_backoff = \"5ms\"\n\
-             max_backoff = \"20ms\"\nmax_retry_after = \"50ms\"\n\
-             [timeout]\nper_attempt = \"400ms\"\n{extra}",
-            self.model()
-        );
-        Config::from_toml_str(&text).unwrap()
-    }
+/// The fixture's configuration with the matrix's layer settings.
+fn config(f: &dyn Fixture, server: &FakeServer, per_attempt: Duration) -> Config {
+    let mut c = f.config(&server.base_url());
+    c.batch.max_batch_size = Some(8);
+    c.batch.concurrency = 2;
+    c.retry.max_retries = MAX_RETRIES;
+    c.retry.initial_backoff = Duration::from_millis(5);
+    c.retry.max_backoff = Duration::from_millis(20);
+    c.retry.max_retry_after = Duration::from_millis(50);
+    c.timeout.per_attempt = Some(per_attempt);
+    c
 }
 
 /// What a fault should end with.
@@ -94,7 +87,7 @@ fn status(code: u16) -> FaultAction {
     FaultAction::Status(StatusFault::new(code))
 }
 
-fn cases(provider: Provider) -> Vec<Case> {
+fn cases(f: &dyn Fixture) -> Vec<Case> {
     use Expect::{Error as E, Rows};
     let retried = |kind| (Rows, E(kind, true));
     let final_ = |kind| (E(kind, false), E(kind, false));
@@ -107,6 +100,7 @@ fn cases(provider: Provider) -> Vec<Case> {
         ("status 500", status(500), retried(ErrorKind::Unavailable)),
         ("status 502", status(502), retried(ErrorKind::Unavailable)),
         ("status 503", status(503), retried(ErrorKind::Unavailable)),
+        ("status 408", status(408), retried(ErrorKind::Timeout)),
         (
             "rate limited (retry-after)",
             FaultAction::RateLimited(RateLimitedFault {
@@ -137,44 +131,32 @@ fn cases(provider: Provider) -> Vec<Case> {
             final_(ErrorKind::InvalidResponse),
         ),
     ];
-    match provider {
-        Provider::Openai => {
-            v.push(("shuffled index", FaultAction::ShuffleIndex, (Rows, Rows)));
-            v.push(("status 408", status(408), retried(ErrorKind::Timeout)));
-            v.push((
-                "duplicate index",
-                FaultAction::DuplicateIndex,
-                final_(ErrorKind::InvalidResponse),
-            ));
-            // A body cut short is a broken connection (retried); the openai
-            // provider currently reports it as an invalid answer (reqwest
-            // calls it a decode error), which is not retried. Both are typed
-            // errors with no partial result.
-            const CUT: &[Expect] = &[
-                Expect::Error(ErrorKind::Connection, true),
-                Expect::Error(ErrorKind::InvalidResponse, false),
-            ];
-            const CUT_ONCE: &[Expect] = &[
-                Expect::Rows,
-                Expect::Error(ErrorKind::InvalidResponse, false),
-            ];
-            v.push((
-                "truncated body",
-                FaultAction::Truncate,
-                (Expect::OneOf(CUT_ONCE), Expect::OneOf(CUT)),
-            ));
-        }
-        Provider::Ollama => {
-            // Ollama's answer carries no index, so a server that shuffles or
-            // duplicates rows cannot be detected by any client: those two
-            // faults are left out for Ollama.
-            v.push((
-                "truncated body",
-                FaultAction::Truncate,
-                retried(ErrorKind::Connection),
-            ));
-        }
+    // A body cut short is a broken connection (retried); a provider may also
+    // report it as an invalid answer (reqwest calls it a decode error), which
+    // is not retried. Both are typed errors with no partial result.
+    const CUT: &[Expect] = &[
+        Expect::Error(ErrorKind::Connection, true),
+        Expect::Error(ErrorKind::InvalidResponse, false),
+    ];
+    const CUT_ONCE: &[Expect] = &[
+        Expect::Rows,
+        Expect::Error(ErrorKind::InvalidResponse, false),
+    ];
+    v.push((
+        "truncated body",
+        FaultAction::Truncate,
+        (Expect::OneOf(CUT_ONCE), Expect::OneOf(CUT)),
+    ));
+    if f.rows_carry_index() {
+        v.push(("shuffled index", FaultAction::ShuffleIndex, (Rows, Rows)));
+        v.push((
+            "duplicate index",
+            FaultAction::DuplicateIndex,
+            final_(ErrorKind::InvalidResponse),
+        ));
     }
+    // Rows without an index (Ollama's) cannot be told apart when a server
+    // shuffles or duplicates them, by any client: those two are left out.
     v.into_iter()
         .map(|(name, action, (transient, permanent))| Case {
             name,
@@ -191,15 +173,15 @@ fn texts(n: usize) -> Vec<String> {
         .collect()
 }
 
-fn check_rows(rows: &Embeddings, provider: Provider, texts: &[String]) -> Result<(), String> {
+fn check_rows(rows: &Embeddings, f: &dyn Fixture, texts: &[String]) -> Result<(), String> {
     if rows.len() != texts.len() {
         return Err(format!("{} rows for {} inputs", rows.len(), texts.len()));
     }
-    if rows.dim() != provider.dimension() {
+    if rows.dim() != f.dimension() {
         return Err(format!("dimension {}", rows.dim()));
     }
     for (i, t) in texts.iter().enumerate() {
-        let want = embeddings::mock::vector(provider.model(), t, rows.dim());
+        let want = embeddings::mock::vector(f.model(), t, rows.dim());
         if rows
             .row(i)
             .iter()
@@ -213,23 +195,30 @@ fn check_rows(rows: &Embeddings, provider: Provider, texts: &[String]) -> Result
 }
 
 async fn run_case(
-    provider: Provider,
+    f: &dyn Fixture,
     server: &FakeServer,
     fault: Fault,
     expect: Expect,
 ) -> Result<(), String> {
-    server.set_faults(vec![fault]);
-    let embedder = embeddings::from_config(&provider.config(server, "")).unwrap();
+    let per_attempt = if fault.action == FaultAction::Hang {
+        HANG_TIMEOUT
+    } else {
+        ANSWER_TIMEOUT
+    };
+    server
+        .try_set_faults(vec![fault])
+        .map_err(|e| format!("the fixture's route is not served: {e}"))?;
+    let embedder = embeddings::from_config(&config(f, server, per_attempt)).unwrap();
     let inputs = texts(20);
     let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
     let result = tokio::time::timeout(CASE_DEADLINE, embedder.embed_documents(&refs))
         .await
         .map_err(|_| "hung past the deadline".to_owned())?;
-    check(provider, &inputs, expect, &result)
+    check(f, &inputs, expect, &result)
 }
 
 fn check(
-    provider: Provider,
+    f: &dyn Fixture,
     inputs: &[String],
     expect: Expect,
     result: &embeddings::Result<Embeddings>,
@@ -238,14 +227,14 @@ fn check(
         (Expect::OneOf(options), _) => {
             let mut why = Vec::new();
             for &option in options {
-                match check(provider, inputs, option, result) {
+                match check(f, inputs, option, result) {
                     Ok(()) => return Ok(()),
                     Err(e) => why.push(e),
                 }
             }
             Err(why.join("; or "))
         }
-        (Expect::Rows, Ok(rows)) => check_rows(rows, provider, inputs),
+        (Expect::Rows, Ok(rows)) => check_rows(rows, f, inputs),
         (Expect::Rows, Err(e)) => Err(format!("expected rows, got {e}")),
         (Expect::Error(kind, _), Ok(_)) => Err(format!("expected {kind}, got rows")),
         (Expect::Error(kind, retried), Err(e)) => {
@@ -257,7 +246,9 @@ fn check(
                     e.attempts()
                 ));
             }
-            if e.to_string().contains("sk-test-not-a-real-key") {
+            if let Some(secret) = f.secret()
+                && (e.to_string().contains(secret) || format!("{e:?}").contains(secret))
+            {
                 return Err(format!("the key is in the error: {e}"));
             }
             Ok(())
@@ -267,23 +258,23 @@ fn check(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_matrix() {
-    let server = FakeServer::start(FakeServerConfig::default())
-        .await
-        .unwrap();
     let mut failures = Vec::new();
     let mut ran = 0;
-    for provider in [Provider::Openai, Provider::Ollama] {
-        for case in cases(provider) {
+    for f in fixtures() {
+        let server = fixture::start_server(f, FakeServerConfig::default())
+            .await
+            .unwrap();
+        for case in cases(f) {
             for (label, trigger, expect) in [
                 ("transient", Trigger::Nth(1), case.transient),
                 ("permanent", Trigger::Always, case.permanent),
             ] {
                 let fault = Fault::new(case.action.clone())
-                    .on(provider.route())
+                    .on(f.embedding_route())
                     .when(trigger);
                 ran += 1;
-                if let Err(why) = run_case(provider, &server, fault, expect).await {
-                    failures.push(format!("{provider:?} / {} / {label}: {why}", case.name));
+                if let Err(why) = run_case(f, &server, fault, expect).await {
+                    failures.push(format!("{} / {} / {label}: {why}", f.provider(), case.name));
                 }
             }
         }
@@ -296,19 +287,35 @@ async fn fault_matrix() {
     );
 }
 
+/// The fixture the load tests run on: the first whose rows carry an index
+/// (so that shuffled answers can be part of the load).
+fn indexed_fixture() -> Option<&'static dyn Fixture> {
+    let f = fixtures().into_iter().find(|f| f.rows_carry_index());
+    if f.is_none() {
+        eprintln!("no fixture whose rows carry an index in this build: skipped");
+    }
+    f
+}
+
 /// 100,000 inputs through the full stack with 2% transient faults, shuffled
 /// indices and a tokens-per-minute limit: no row lost, duplicated or misplaced.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn integrity_under_load() {
     // About 1.2 M tokens against a budget of 1 M a minute (a full bucket to
     // start with): the last ~0.2 M tokens are paced, ~12 s.
-    let server = FakeServer::start(FakeServerConfig {
-        tokens_per_minute: Some(1_000_000),
-        ..FakeServerConfig::default()
-    })
+    let Some(f) = indexed_fixture() else {
+        return;
+    };
+    let server = fixture::start_server(
+        f,
+        FakeServerConfig {
+            tokens_per_minute: Some(1_000_000),
+            ..FakeServerConfig::default()
+        },
+    )
     .await
     .unwrap();
-    let route = Route::OpenaiEmbeddings;
+    let route = f.embedding_route();
     server.set_faults(vec![
         Fault::new(status(503)).on(route).when(Trigger::Rate {
             probability: 0.01,
@@ -322,16 +329,17 @@ async fn integrity_under_load() {
             }),
         Fault::new(FaultAction::ShuffleIndex).on(route),
     ]);
-    let provider = Provider::Openai;
-    let config = provider.config(
-        &server,
-        "[rate_limit]\ntokens_per_minute = 1000000\n[concurrency]\nmax_in_flight = 16\n",
-    );
-    let mut config = config;
+    let mut config = config(f, &server, ANSWER_TIMEOUT);
+    config.rate_limit.tokens_per_minute = Some(1_000_000);
+    config.concurrency.max_in_flight = Some(16);
     config.batch.max_batch_size = Some(256);
     config.batch.concurrency = 16;
     config.retry.max_retries = 8;
-    config.timeout.per_attempt = Some(Duration::from_secs(10));
+    // The server's 429s say how long to wait (the client's and the server's
+    // buckets drift apart by the time requests spend in transit, more on a
+    // loaded machine): wait what it says, rather than a capped 50 ms that
+    // eight retries can spend before the budget refills.
+    config.retry.max_retry_after = Duration::from_secs(10);
     let embedder: Arc<dyn Embedder> = embeddings::from_config(&config).unwrap();
     let inputs = texts(100_000);
     let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
@@ -339,7 +347,7 @@ async fn integrity_under_load() {
         .await
         .expect("finished in time")
         .expect("every transient fault was retried");
-    check_rows(&rows, provider, &inputs).unwrap();
+    check_rows(&rows, f, &inputs).unwrap();
     let stats = server.stats();
     println!(
         "integrity: {} inputs, {} requests, {} answered 429, {} faults fired",
@@ -357,17 +365,20 @@ async fn integrity_under_load() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a real-time measurement; run by hand"]
 async fn throughput_by_concurrency() {
-    let server = FakeServer::start(FakeServerConfig::default())
+    let Some(f) = indexed_fixture() else {
+        return;
+    };
+    let server = fixture::start_server(f, FakeServerConfig::default())
         .await
         .unwrap();
     server.set_faults(vec![
         Fault::new(FaultAction::Latency(Latency::Fixed(Duration::from_millis(
             100,
         ))))
-        .on(Route::OpenaiEmbeddings),
+        .on(f.embedding_route()),
     ]);
     for concurrency in [1usize, 4, 16, 64] {
-        let mut config = Provider::Openai.config(&server, "");
+        let mut config = config(f, &server, ANSWER_TIMEOUT);
         config.batch.max_batch_size = Some(16);
         config.batch.concurrency = concurrency;
         config.concurrency.max_in_flight = Some(concurrency);
@@ -377,7 +388,7 @@ async fn throughput_by_concurrency() {
         let start = std::time::Instant::now();
         let rows = embedder.embed_documents(&refs).await.unwrap();
         let secs = start.elapsed().as_secs_f64();
-        check_rows(&rows, Provider::Openai, &inputs).unwrap();
+        check_rows(&rows, f, &inputs).unwrap();
         println!(
             "concurrency {concurrency:>2}: {:>6.0} inputs/s, {:>5.1} requests/s",
             inputs.len() as f64 / secs,
@@ -404,24 +415,29 @@ async fn sustained_run(l: u32, configured: bool) {
     use embeddings::layers::{StreamOptions, embed_iter};
     use futures::StreamExt;
 
-    let server = FakeServer::start(FakeServerConfig {
-        tokens_per_minute: Some(l),
-        ..FakeServerConfig::default()
-    })
+    let Some(f) = indexed_fixture() else {
+        return;
+    };
+    let route = f.embedding_route();
+    let server = fixture::start_server(
+        f,
+        FakeServerConfig {
+            tokens_per_minute: Some(l),
+            ..FakeServerConfig::default()
+        },
+    )
     .await
     .unwrap();
     server.set_faults(vec![
         Fault::new(FaultAction::Latency(Latency::Fixed(Duration::from_millis(
             100,
         ))))
-        .on(Route::OpenaiEmbeddings),
+        .on(route),
     ]);
-    let limit = if configured {
-        format!("[rate_limit]\ntokens_per_minute = {l}\n")
-    } else {
-        String::new()
-    };
-    let mut config = Provider::Openai.config(&server, &limit);
+    let mut config = config(f, &server, ANSWER_TIMEOUT);
+    if configured {
+        config.rate_limit.tokens_per_minute = Some(l);
+    }
     config.batch.max_batch_size = Some(64);
     config.batch.concurrency = 8;
     config.retry.max_retries = 10;
@@ -438,7 +454,7 @@ async fn sustained_run(l: u32, configured: bool) {
     while let Some(batch) = batches.next().await {
         let (range, rows) = batch.unwrap();
         assert_eq!(range.start, done);
-        check_rows(&rows, Provider::Openai, &inputs[range.clone()]).unwrap();
+        check_rows(&rows, f, &inputs[range.clone()]).unwrap();
         done = range.end;
         tokens += inputs[range]
             .iter()
@@ -462,7 +478,7 @@ async fn sustained_run(l: u32, configured: bool) {
             "adaptive only"
         },
         steady / f64::from(l) * 100.0,
-        stats.route(Route::OpenaiEmbeddings),
-        stats.count(Route::OpenaiEmbeddings, 429),
+        stats.route(route),
+        stats.count(route, 429),
     );
 }

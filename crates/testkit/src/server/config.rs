@@ -1,11 +1,12 @@
 //! The configuration of the fake server: models, limits and faults (serde, TOML).
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use super::route::Route;
 
 /// Default request-log capacity (see [`FakeServerConfig::request_log_limit`]).
 pub const DEFAULT_REQUEST_LOG_LIMIT: usize = 10_000;
@@ -185,104 +186,6 @@ impl OllamaModel {
     }
 }
 
-/// Where a request went, or (for [`Route::All`], [`Route::Openai`] and
-/// [`Route::Ollama`]) a group of routes a fault applies to.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Route {
-    /// Every route (a fault scope).
-    #[default]
-    All,
-    /// Every OpenAI route (a fault scope).
-    Openai,
-    /// Every Ollama route (a fault scope).
-    Ollama,
-    /// `POST /v1/embeddings` and `POST /embeddings`.
-    OpenaiEmbeddings,
-    /// `GET /v1/models` and `GET /v1/models/{id}`.
-    OpenaiModels,
-    /// `POST /api/embed`.
-    OllamaEmbed,
-    /// `POST /api/embeddings` (legacy).
-    OllamaEmbeddings,
-    /// `GET /api/tags`.
-    OllamaTags,
-    /// `POST /api/show`.
-    OllamaShow,
-    /// `GET /api/version`.
-    OllamaVersion,
-    /// `GET /` ("Ollama is running").
-    OllamaRoot,
-    /// Any other path (answered 404).
-    NotFound,
-}
-
-impl Route {
-    /// Whether a fault scoped to `self` applies to a request on `route`.
-    pub fn covers(self, route: Route) -> bool {
-        match self {
-            Route::All => true,
-            Route::Openai => route.is_openai(),
-            Route::Ollama => route.is_ollama(),
-            other => other == route,
-        }
-    }
-
-    /// Whether this is an OpenAI route.
-    pub fn is_openai(self) -> bool {
-        matches!(
-            self,
-            Route::Openai | Route::OpenaiEmbeddings | Route::OpenaiModels
-        )
-    }
-
-    /// Whether this is an Ollama route.
-    pub fn is_ollama(self) -> bool {
-        matches!(
-            self,
-            Route::Ollama
-                | Route::OllamaEmbed
-                | Route::OllamaEmbeddings
-                | Route::OllamaTags
-                | Route::OllamaShow
-                | Route::OllamaVersion
-                | Route::OllamaRoot
-        )
-    }
-
-    /// Whether the route answers with embeddings (the rows a row fault changes).
-    pub fn is_embedding(self) -> bool {
-        matches!(
-            self,
-            Route::OpenaiEmbeddings | Route::OllamaEmbed | Route::OllamaEmbeddings
-        )
-    }
-
-    /// The snake_case name, as in the configuration.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Route::All => "all",
-            Route::Openai => "openai",
-            Route::Ollama => "ollama",
-            Route::OpenaiEmbeddings => "openai_embeddings",
-            Route::OpenaiModels => "openai_models",
-            Route::OllamaEmbed => "ollama_embed",
-            Route::OllamaEmbeddings => "ollama_embeddings",
-            Route::OllamaTags => "ollama_tags",
-            Route::OllamaShow => "ollama_show",
-            Route::OllamaVersion => "ollama_version",
-            Route::OllamaRoot => "ollama_root",
-            Route::NotFound => "not_found",
-        }
-    }
-}
-
-impl fmt::Display for Route {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// One fault: what to do, to which requests, and when.
 ///
 /// Each fault counts the requests on its route itself (from 1), so
@@ -290,7 +193,8 @@ impl fmt::Display for Route {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Fault {
-    /// The routes it applies to; every route by default.
+    /// The routes it applies to: a route, a dialect's name (all its routes)
+    /// or [`Route::All`] (the default).
     #[serde(default)]
     pub route: Route,
     /// When it fires; always by default.
@@ -310,7 +214,7 @@ impl Fault {
         }
     }
 
-    /// Scopes the fault to `route`.
+    /// Scopes the fault to `route` (a route, a dialect's name, or [`Route::All`]).
     pub fn on(mut self, route: Route) -> Self {
         self.route = route;
         self

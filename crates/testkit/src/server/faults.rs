@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use embeddings_mock::splitmix64;
 
-use super::config::{Fault, FaultAction, Latency, RateLimitedFault, Route, StatusFault, Trigger};
+use super::config::{Fault, FaultAction, Latency, RateLimitedFault, StatusFault, Trigger};
+use super::route::Route;
 
 /// A fault with its own request counter and random generator.
 #[derive(Debug)]
@@ -63,6 +64,19 @@ pub(crate) enum RowFault {
     WrongDimension(i64),
 }
 
+impl RowFault {
+    pub(crate) fn kind(self) -> crate::dialect::RowFaultKind {
+        use crate::dialect::RowFaultKind as K;
+        match self {
+            RowFault::WrongCount(_) => K::WrongCount,
+            RowFault::Shuffle(_) => K::Shuffle,
+            RowFault::Duplicate => K::Duplicate,
+            RowFault::Nan => K::Nan,
+            RowFault::WrongDimension(_) => K::WrongDimension,
+        }
+    }
+}
+
 /// What changes the bytes of whatever body is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BodyFault {
@@ -80,11 +94,28 @@ pub(crate) struct Fired {
     pub(crate) count: u64,
 }
 
-/// Advances the counters of every fault that covers `route` and collects those that fire.
-pub(crate) fn evaluate(faults: &mut [FaultState], route: Route) -> Fired {
+/// The request a fault may apply to: its route, the dialect serving it, and
+/// whether it answers with embeddings.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Target<'a> {
+    pub(crate) route: Route,
+    pub(crate) dialect: Option<&'a str>,
+    pub(crate) embedding: bool,
+}
+
+impl Target<'_> {
+    /// Whether a fault scoped to `scope` applies: every route, this route, or
+    /// this route's dialect.
+    fn covered_by(&self, scope: Route) -> bool {
+        scope == Route::All || scope == self.route || self.dialect == Some(scope.as_str())
+    }
+}
+
+/// Advances the counters of every fault that covers `target` and collects those that fire.
+pub(crate) fn evaluate(faults: &mut [FaultState], target: Target<'_>) -> Fired {
     let mut fired = Fired::default();
     for f in faults.iter_mut() {
-        if !f.fault.route.covers(route) {
+        if !target.covered_by(f.fault.route) {
             continue;
         }
         let row_fault = matches!(
@@ -96,7 +127,7 @@ pub(crate) fn evaluate(faults: &mut [FaultState], route: Route) -> Fired {
                 | FaultAction::WrongDimension(_)
         );
         // Row faults only count the requests they can change.
-        if row_fault && !route.is_embedding() {
+        if row_fault && !target.embedding {
             continue;
         }
         if !f.fires() {
@@ -240,6 +271,17 @@ fn shuffle(rows: &mut [RowPlan], seed: u64) {
 mod tests {
     use super::*;
 
+    const EMBED: Target<'static> = Target {
+        route: Route::new("a_embed"),
+        dialect: Some("a"),
+        embedding: true,
+    };
+    const TAGS: Target<'static> = Target {
+        route: Route::new("b_tags"),
+        dialect: Some("b"),
+        embedding: false,
+    };
+
     #[test]
     fn triggers_count_per_fault() {
         let mut faults = vec![
@@ -247,20 +289,16 @@ mod tests {
             FaultState::new(
                 Fault::new(FaultAction::Reset)
                     .when(Trigger::First(1))
-                    .on(Route::Ollama),
+                    .on(Route::new("b")),
                 1,
             ),
         ];
         let hits: Vec<bool> = (0..7)
-            .map(|_| {
-                evaluate(&mut faults, Route::OpenaiEmbeddings)
-                    .preempt
-                    .is_some()
-            })
+            .map(|_| evaluate(&mut faults, EMBED).preempt.is_some())
             .collect();
         assert_eq!(hits, [false, false, true, false, false, true, false]);
         assert!(matches!(
-            evaluate(&mut faults, Route::OllamaTags).preempt,
+            evaluate(&mut faults, TAGS).preempt,
             Some(Preempt::Reset)
         ));
     }
@@ -274,13 +312,26 @@ mod tests {
         let run = || {
             let mut f = vec![FaultState::new(fault.clone(), 0)];
             (0..1000)
-                .map(|_| !evaluate(&mut f, Route::OllamaEmbed).rows.is_empty())
+                .map(|_| !evaluate(&mut f, EMBED).rows.is_empty())
                 .collect::<Vec<_>>()
         };
         let a = run();
         assert_eq!(a, run());
         let n = a.iter().filter(|x| **x).count();
         assert!((180..320).contains(&n), "{n}");
+    }
+
+    #[test]
+    fn scopes_are_a_route_a_dialect_or_all() {
+        let mut faults = vec![
+            FaultState::new(Fault::new(FaultAction::Hang).on(Route::new("a")), 0),
+            FaultState::new(Fault::new(FaultAction::Nan).on(Route::new("b_tags")), 1),
+        ];
+        assert!(evaluate(&mut faults, EMBED).preempt.is_some());
+        let on_tags = evaluate(&mut faults, TAGS);
+        // The row fault does not even count a route without embeddings.
+        assert!(on_tags.preempt.is_none() && on_tags.rows.is_empty());
+        assert_eq!(on_tags.count, 0);
     }
 
     #[test]

@@ -47,9 +47,10 @@ impl Bucket {
     }
 }
 
-/// What the `x-ratelimit-*` headers say.
+/// The state of the requests/tokens-per-minute budgets: what the
+/// `x-ratelimit-*` headers say.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Snapshot {
+pub struct LimitSnapshot {
     limit_requests: u64,
     remaining_requests: u64,
     reset_requests: Duration,
@@ -58,8 +59,10 @@ pub(crate) struct Snapshot {
     reset_tokens: Duration,
 }
 
-impl Snapshot {
-    pub(crate) fn write(&self, headers: &mut HeaderMap) {
+impl LimitSnapshot {
+    /// Writes `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` (OpenAI's
+    /// names and formats, which most services copy).
+    pub fn write(&self, headers: &mut HeaderMap) {
         let mut put = |name: &'static str, value: String| {
             if let Ok(v) = HeaderValue::from_str(&value) {
                 headers.insert(HeaderName::from_static(name), v);
@@ -88,21 +91,51 @@ impl Snapshot {
 
 /// Which limit refused a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Exceeded {
+#[non_exhaustive]
+pub enum Exceeded {
+    /// Requests per minute.
     Requests,
+    /// Tokens per minute.
     Tokens,
     /// The request alone holds more tokens than the per-minute limit: waiting cannot help.
     TooLarge,
 }
 
-/// A refusal: which limit, how long to wait, and the headers.
+/// A refusal by the requests/tokens-per-minute limits: which limit, how
+/// long to wait, and the budgets' state. A dialect answers it with a 429 in
+/// its own error shape and [`LimitRejection::write_headers`].
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Rejection {
-    pub(crate) exceeded: Exceeded,
-    pub(crate) retry_after: Option<Duration>,
-    pub(crate) limit: u64,
-    pub(crate) used: u64,
-    pub(crate) snapshot: Snapshot,
+#[non_exhaustive]
+pub struct LimitRejection {
+    /// The limit that refused.
+    pub exceeded: Exceeded,
+    /// How long until the request would pass (`None`: never, it is larger than the limit).
+    pub retry_after: Option<Duration>,
+    /// The limit, per minute.
+    pub limit: u64,
+    /// How much of it is in use.
+    pub used: u64,
+    /// The budgets.
+    pub snapshot: LimitSnapshot,
+}
+
+impl LimitRejection {
+    /// Writes `retry-after` (seconds, rounded up), `retry-after-ms` and the
+    /// `x-ratelimit-*` headers.
+    pub fn write_headers(&self, headers: &mut HeaderMap) {
+        if let Some(wait) = self.retry_after {
+            let ms = wait.as_millis().max(1);
+            for (name, value) in [
+                ("retry-after", ms.div_ceil(1000).to_string()),
+                ("retry-after-ms", ms.to_string()),
+            ] {
+                if let Ok(v) = HeaderValue::from_str(&value) {
+                    headers.insert(HeaderName::from_static(name), v);
+                }
+            }
+        }
+        self.snapshot.write(headers);
+    }
 }
 
 /// The two buckets shared by every embedding route.
@@ -121,8 +154,8 @@ impl Limits {
         }
     }
 
-    fn snapshot(&self) -> Snapshot {
-        Snapshot {
+    fn snapshot(&self) -> LimitSnapshot {
+        LimitSnapshot {
             limit_requests: self.requests.capacity as u64,
             remaining_requests: self.requests.remaining(),
             reset_requests: self.requests.reset(),
@@ -133,7 +166,7 @@ impl Limits {
     }
 
     /// The current state, consuming nothing.
-    pub(crate) fn peek(&mut self) -> Snapshot {
+    pub(crate) fn peek(&mut self) -> LimitSnapshot {
         let now = Instant::now();
         self.requests.refill(now);
         self.tokens.refill(now);
@@ -141,12 +174,12 @@ impl Limits {
     }
 
     /// Takes one request and `tokens` tokens, or says why not.
-    pub(crate) fn acquire(&mut self, tokens: u64) -> Result<Snapshot, Rejection> {
+    pub(crate) fn acquire(&mut self, tokens: u64) -> Result<LimitSnapshot, LimitRejection> {
         let now = Instant::now();
         self.requests.refill(now);
         self.tokens.refill(now);
         let t = tokens as f64;
-        let reject = |s: &Self, exceeded, retry_after, limit: &Bucket| Rejection {
+        let reject = |s: &Self, exceeded, retry_after, limit: &Bucket| LimitRejection {
             exceeded,
             retry_after,
             limit: limit.capacity as u64,
@@ -171,7 +204,12 @@ impl Limits {
 }
 
 /// A reset time as OpenAI writes it: `20ms`, `1.5s`, `6m0s`.
-pub(crate) fn format_reset(d: Duration) -> String {
+///
+/// ```
+/// # use std::time::Duration;
+/// assert_eq!(embeddings_testkit::dialect::format_reset(Duration::from_millis(61_250)), "1m1.25s");
+/// ```
+pub fn format_reset(d: Duration) -> String {
     let ms = d.as_millis();
     if ms == 0 {
         return "0s".into();

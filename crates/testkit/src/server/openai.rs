@@ -1,24 +1,243 @@
-//! `POST /v1/embeddings` and `GET /v1/models`, as strict as OpenAI's API.
+//! The OpenAI dialect: `POST /v1/embeddings` and `GET /v1/models`, as
+//! strict as OpenAI's API, and its fixture.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use embeddings_core::{Config, OutputType};
 use serde::{Deserialize, Serialize};
 
 use super::config::{
-    FIXED_DIMENSION_OPENAI_MODELS, OPENAI_MAX_INPUT_TOKENS, OPENAI_MAX_INPUTS,
-    OPENAI_MAX_REQUEST_TOKENS,
+    DEFAULT_OPENAI_MODELS, FIXED_DIMENSION_OPENAI_MODELS, FakeServerConfig,
+    OPENAI_MAX_INPUT_TOKENS, OPENAI_MAX_INPUTS, OPENAI_MAX_REQUEST_TOKENS,
 };
-use super::faults::plan_rows;
+use super::dialect::{
+    Dialect, EngineError, Exchange, JSON, Reply, RequestSummary, RouteSpec, RowStyle,
+};
 use super::input::{Input, Text};
 use super::limits::Exceeded;
+use super::record::RecordedRequest;
+use super::route::Route;
 use super::rows::Rows;
 use super::tokens::{bpe, count_tokens};
-use super::{Ctx, JSON, Reply, openai_error};
+use crate::fixture::Fixture;
 
 const INVALID: &str = "invalid_request_error";
+
+#[allow(non_upper_case_globals)]
+impl Route {
+    /// Every OpenAI route (a fault scope: the OpenAI dialect's name).
+    pub const Openai: Route = Route::new("openai");
+    /// `POST /v1/embeddings` and `POST /embeddings`.
+    pub const OpenaiEmbeddings: Route = Route::new("openai_embeddings");
+    /// `GET /v1/models` and `GET /v1/models/{id}`.
+    pub const OpenaiModels: Route = Route::new("openai_models");
+}
+
+/// The OpenAI API (`/v1/embeddings`, `/v1/models`) as a fake-server dialect:
+/// strict validation, OpenAI's error shape `{error: {message, type, param,
+/// code}}`, float or base64 rows placed by `index`, `usage`, and the
+/// `x-ratelimit-*` headers.
+///
+/// ```
+/// use embeddings_testkit::OpenAiDialect;
+/// let d = OpenAiDialect::new().model("my-model", 64).api_key("sk-test");
+/// assert_eq!(d.dimension_of("my-model"), Some(64));
+/// assert_eq!(d.dimension_of("text-embedding-3-small"), Some(1536));
+/// ```
+#[derive(Debug, Clone)]
+pub struct OpenAiDialect {
+    api_key: Option<String>,
+    models: BTreeMap<String, usize>,
+}
+
+impl Default for OpenAiDialect {
+    fn default() -> Self {
+        OpenAiDialect::new()
+    }
+}
+
+impl OpenAiDialect {
+    /// The default models ([`DEFAULT_OPENAI_MODELS`]), no key required.
+    pub fn new() -> Self {
+        OpenAiDialect {
+            api_key: None,
+            models: DEFAULT_OPENAI_MODELS
+                .iter()
+                .map(|(n, d)| ((*n).to_owned(), *d))
+                .collect(),
+        }
+    }
+
+    /// The models and key of `config` (`openai_models`, `api_key`).
+    pub fn from_config(config: &FakeServerConfig) -> Self {
+        let mut d = OpenAiDialect::new();
+        d.models.extend(config.openai_models.clone());
+        d.api_key = config.api_key.clone();
+        d
+    }
+
+    /// Serves one more model (or resizes a default one).
+    pub fn model(mut self, name: impl Into<String>, dimension: usize) -> Self {
+        self.models.insert(name.into(), dimension.max(1));
+        self
+    }
+
+    /// Requires `Authorization: Bearer <key>` (401 otherwise).
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+
+    /// The dimension of a served model.
+    pub fn dimension_of(&self, model: &str) -> Option<usize> {
+        self.models.get(model).copied()
+    }
+}
+
+impl Dialect for OpenAiDialect {
+    fn name(&self) -> &'static str {
+        Route::Openai.as_str()
+    }
+
+    fn routes(&self) -> Vec<RouteSpec> {
+        vec![
+            RouteSpec::post(Route::OpenaiEmbeddings, ["/v1/embeddings", "/embeddings"]).embedding(),
+            RouteSpec::get(Route::OpenaiModels, ["/v1/models", "/v1/models/{*id}"])
+                .with_rate_limit_headers(),
+        ]
+    }
+
+    fn handle(&self, ex: &Exchange<'_>) -> Reply {
+        if ex.route() == Route::OpenaiModels {
+            models(self, ex)
+        } else {
+            embeddings(self, ex)
+        }
+    }
+
+    fn error(&self, _route: Route, error: &EngineError<'_>) -> Reply {
+        let status = error.status();
+        match error {
+            EngineError::Status(fault) => {
+                let (kind, code) = status_type_and_code(fault.status);
+                openai_error(
+                    status,
+                    &error.message(),
+                    fault.error_type.as_deref().unwrap_or(kind),
+                    None,
+                    fault.code.as_deref().or(code),
+                )
+            }
+            EngineError::RateLimited(_) => openai_error(
+                status,
+                "Rate limit reached for requests. Please try again later.",
+                "requests",
+                None,
+                Some("rate_limit_exceeded"),
+            ),
+            EngineError::MethodNotAllowed { method, path } => openai_error(
+                status,
+                &format!("Invalid method for URL ({method} {path})"),
+                INVALID,
+                None,
+                None,
+            ),
+            _ => openai_error(
+                status,
+                "The request body is too large.",
+                INVALID,
+                None,
+                None,
+            ),
+        }
+    }
+
+    fn describe(&self, request: &RecordedRequest) -> RequestSummary {
+        let mut s = RequestSummary::default();
+        if request.route != Route::OpenaiEmbeddings {
+            return s;
+        }
+        let body = &request.body;
+        s.model = body["model"].as_str().map(str::to_owned);
+        s.inputs = match &body["input"] {
+            serde_json::Value::String(_) => Some(1),
+            serde_json::Value::Array(items) => match items.first() {
+                Some(serde_json::Value::Number(_)) => Some(1),
+                _ => Some(items.len()),
+            },
+            _ => None,
+        };
+        // OpenAI has no input type; `encoding_format` encodes f32 either way.
+        s.output_type = body.get("encoding_format").map(|_| OutputType::F32);
+        s
+    }
+
+    fn not_found(&self, method: &Method, path: &str) -> Option<Reply> {
+        path.starts_with("/v1").then(|| {
+            openai_error(
+                StatusCode::NOT_FOUND,
+                &format!("Invalid URL ({method} {path})"),
+                INVALID,
+                None,
+                None,
+            )
+        })
+    }
+}
+
+/// OpenAI's `error.type` and `error.code` for a status.
+fn status_type_and_code(status: u16) -> (&'static str, Option<&'static str>) {
+    match status {
+        401 => (INVALID, Some("invalid_api_key")),
+        403 => (INVALID, Some("permission_denied")),
+        404 => (INVALID, Some("model_not_found")),
+        408 => ("timeout", None),
+        429 => ("requests", Some("rate_limit_exceeded")),
+        s if s >= 500 => ("server_error", None),
+        _ => (INVALID, None),
+    }
+}
+
+#[derive(Serialize)]
+struct OpenAiErrorBody<'a> {
+    error: OpenAiError<'a>,
+}
+
+#[derive(Serialize)]
+struct OpenAiError<'a> {
+    message: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    param: Option<&'a str>,
+    code: Option<&'a str>,
+}
+
+/// `{error: {message, type, param, code}}`.
+fn openai_error(
+    status: StatusCode,
+    message: &str,
+    kind: &str,
+    param: Option<&str>,
+    code: Option<&str>,
+) -> Reply {
+    Reply::json(
+        status,
+        JSON,
+        &OpenAiErrorBody {
+            error: OpenAiError {
+                message,
+                kind,
+                param,
+                code,
+            },
+        },
+    )
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -48,12 +267,10 @@ fn invalid_input() -> Reply {
 }
 
 /// Checks `Authorization: Bearer <key>` when a key is configured.
-fn authorize(ctx: &Ctx<'_>) -> Option<Reply> {
-    let key = ctx.inner.api_key.as_deref()?;
-    let sent = ctx
-        .headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
+fn authorize(key: Option<&str>, ex: &Exchange<'_>) -> Option<Reply> {
+    let key = key?;
+    let sent = ex
+        .header("authorization")
         .and_then(|v| {
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
@@ -106,11 +323,11 @@ fn parse_error(e: &serde_json::Error) -> Reply {
 }
 
 /// `POST /v1/embeddings`.
-pub(crate) fn embeddings(ctx: &Ctx<'_>) -> Reply {
-    if let Some(denied) = authorize(ctx) {
+fn embeddings(d: &OpenAiDialect, ex: &Exchange<'_>) -> Reply {
+    if let Some(denied) = authorize(d.api_key.as_deref(), ex) {
         return denied;
     }
-    let req: EmbeddingRequest<'_> = match serde_json::from_slice(ctx.body) {
+    let req: EmbeddingRequest<'_> = match serde_json::from_slice(ex.body()) {
         Ok(r) => r,
         Err(e) => return parse_error(&e),
     };
@@ -168,7 +385,7 @@ pub(crate) fn embeddings(ctx: &Ctx<'_>) -> Reply {
             (texts, lists.iter().map(Vec::len).collect())
         }
     };
-    let Some(&model_dim) = ctx.inner.openai_models.get(model.as_ref()) else {
+    let Some(&model_dim) = d.models.get(model.as_ref()) else {
         return openai_error(
             StatusCode::NOT_FOUND,
             &format!("The model `{model}` does not exist or you do not have access to it."),
@@ -230,7 +447,7 @@ pub(crate) fn embeddings(ctx: &Ctx<'_>) -> Reply {
             Some("max_tokens_per_request"),
         );
     }
-    let snapshot = match ctx.inner.rate_limit(total as u64) {
+    let snapshot = match ex.admit(total as u64) {
         Ok(s) => s,
         Err(r) => {
             let (kind, what, unit) = match r.exceeded {
@@ -252,26 +469,18 @@ pub(crate) fn embeddings(ctx: &Ctx<'_>) -> Reply {
                     super::limits::format_reset(r.retry_after.unwrap_or_default()),
                 ),
             };
-            let mut reply = openai_error(
+            return openai_error(
                 StatusCode::TOO_MANY_REQUESTS,
                 &message,
                 kind,
                 None,
                 Some("rate_limit_exceeded"),
-            );
-            if let Some(wait) = r.retry_after {
-                let ms = wait.as_millis().max(1);
-                reply = reply
-                    .header("retry-after", ms.div_ceil(1000).to_string())
-                    .header("retry-after-ms", ms.to_string());
-            }
-            r.snapshot.write(&mut reply.headers);
-            return reply;
+            )
+            .rejected(&r);
         }
     };
 
-    let plan = plan_rows(texts.len(), dim, ctx.rows, true);
-    let rows = Rows::compute(&model, &texts, plan);
+    let rows = ex.rows(&model, &texts, dim, RowStyle::Indexed);
     let body = if base64 {
         base64_body(&rows, &model, total)
     } else {
@@ -296,11 +505,10 @@ pub(crate) fn embeddings(ctx: &Ctx<'_>) -> Reply {
         }
         body
     };
-    let mut reply = Reply::bytes(StatusCode::OK, JSON, body).header("openai-model", &model);
-    snapshot.write(&mut reply.headers);
-    reply.inputs = texts.len() as u64;
-    reply.tokens = total as u64;
-    reply
+    Reply::bytes(StatusCode::OK, JSON, body)
+        .header("openai-model", &model)
+        .rate_limits(&snapshot)
+        .embedded(texts.len(), total as u64)
 }
 
 fn too_many_inputs(n: usize) -> Reply {
@@ -340,10 +548,10 @@ impl Serialize for FloatData<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeSeq;
         let mut seq = s.serialize_seq(Some(self.0.len()))?;
-        for (i, plan) in self.0.plan.iter().enumerate() {
+        for i in 0..self.0.len() {
             seq.serialize_element(&Item {
                 object: "embedding",
-                index: plan.index,
+                index: self.0.index(i),
                 embedding: self.0.row(i),
             })?;
         }
@@ -356,18 +564,20 @@ impl Serialize for FloatData<'_> {
 /// straight into the body instead of being scanned again by serde_json.
 fn base64_body(rows: &Rows, model: &str, tokens: usize) -> Vec<u8> {
     use std::io::Write as _;
-    let encoded: usize = rows.plan.iter().map(|r| (r.dim * 4).div_ceil(3) * 4).sum();
+    let encoded: usize = (0..rows.len())
+        .map(|i| (rows.row(i).len() * 4).div_ceil(3) * 4)
+        .sum();
     let mut out = Vec::with_capacity(encoded + rows.len() * 64 + model.len() + 128);
     let mut bytes: Vec<u8> = Vec::new();
     out.extend_from_slice(br#"{"object":"list","data":["#);
-    for (i, plan) in rows.plan.iter().enumerate() {
+    for i in 0..rows.len() {
         if i > 0 {
             out.push(b',');
         }
         let _ = write!(
             out,
             r#"{{"object":"embedding","index":{},"embedding":""#,
-            plan.index
+            rows.index(i)
         );
         let row = rows.row(i);
         bytes.clear();
@@ -405,8 +615,8 @@ struct ModelList<'a> {
 }
 
 /// `GET /v1/models` and `GET /v1/models/{id}`.
-pub(crate) fn models(ctx: &Ctx<'_>) -> Reply {
-    if let Some(denied) = authorize(ctx) {
+fn models(d: &OpenAiDialect, ex: &Exchange<'_>) -> Reply {
+    if let Some(denied) = authorize(d.api_key.as_deref(), ex) {
         return denied;
     }
     let object = |id| ModelObject {
@@ -415,17 +625,17 @@ pub(crate) fn models(ctx: &Ctx<'_>) -> Reply {
         created: 1_705_953_180,
         owned_by: "system",
     };
-    let path = ctx.path.split('?').next().unwrap_or(ctx.path);
+    let path = ex.path().split('?').next().unwrap_or(ex.path());
     match path.strip_prefix("/v1/models/") {
         None => Reply::json(
             StatusCode::OK,
             JSON,
             &ModelList {
                 object: "list",
-                data: ctx.inner.openai_models.keys().map(|k| object(k)).collect(),
+                data: d.models.keys().map(|k| object(k)).collect(),
             },
         ),
-        Some(id) => match ctx.inner.openai_models.get_key_value(id) {
+        Some(id) => match d.models.get_key_value(id) {
             Some((k, _)) => Reply::json(StatusCode::OK, JSON, &object(k)),
             None => openai_error(
                 StatusCode::NOT_FOUND,
@@ -437,3 +647,54 @@ pub(crate) fn models(ctx: &Ctx<'_>) -> Reply {
         },
     }
 }
+
+/// The `openai` provider against the OpenAI dialect:
+/// `text-embedding-3-small` at 64 dimensions, base64 rows by `index`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OpenAiFixture;
+
+impl OpenAiFixture {
+    /// The key the fixture's configuration carries (never to be shown).
+    pub const KEY: &'static str = "sk-fixture-not-a-real-key";
+}
+
+impl Fixture for OpenAiFixture {
+    fn provider(&self) -> &'static str {
+        "openai"
+    }
+
+    fn dialects(&self) -> Vec<Arc<dyn Dialect>> {
+        vec![Arc::new(OpenAiDialect::new())]
+    }
+
+    fn config(&self, base_url: &str) -> Config {
+        let mut c = Config::for_provider(self.provider());
+        c.model = Some(self.model().to_owned());
+        c.dimensions = Some(self.dimension());
+        c.base_url = Some(format!("{base_url}/v1"));
+        c.api_key = Some(Self::KEY.to_owned().into());
+        c
+    }
+
+    fn model(&self) -> &'static str {
+        "text-embedding-3-small"
+    }
+
+    fn dimension(&self) -> usize {
+        64
+    }
+
+    fn embedding_route(&self) -> Route {
+        Route::OpenaiEmbeddings
+    }
+
+    fn rows_carry_index(&self) -> bool {
+        true
+    }
+
+    fn secret(&self) -> Option<&'static str> {
+        Some(Self::KEY)
+    }
+}
+
+crate::register_fixture!(OpenAiFixture);

@@ -1,14 +1,19 @@
 //! What the server saw: the request log and the counters.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use axum::http::HeaderMap;
 use bytes::Bytes;
+use embeddings_core::{InputType, OutputType};
 
-use super::config::Route;
+use super::dialect::Dialect;
+use super::route::Route;
 
-/// One request as the client really sent it.
+/// One request as the client really sent it, and what its dialect read
+/// from it ([`Dialect::describe`]).
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct RecordedRequest {
     /// `POST`, `GET`, ...
     pub method: String,
@@ -22,6 +27,16 @@ pub struct RecordedRequest {
     pub body: serde_json::Value,
     /// The status answered; 0 when no answer was sent (hang, reset) or not yet.
     pub status: u16,
+    /// The dialect that served it (`None`: no dialect serves the path).
+    pub dialect: Option<&'static str>,
+    /// The model the request named, when its dialect can tell.
+    pub model: Option<String>,
+    /// The number of inputs, when its dialect can tell.
+    pub inputs: Option<usize>,
+    /// The input type sent on the wire, when the API has one and the request set it.
+    pub input_type: Option<InputType>,
+    /// The output type asked for, when the API has one and the request set it.
+    pub output_type: Option<OutputType>,
 }
 
 impl RecordedRequest {
@@ -83,6 +98,7 @@ struct Entry {
     method: axum::http::Method,
     path: String,
     route: Route,
+    dialect: Option<usize>,
     headers: HeaderMap,
     body: Bytes,
     status: u16,
@@ -114,6 +130,7 @@ impl RequestLog {
         method: &axum::http::Method,
         path: &str,
         route: Route,
+        dialect: Option<usize>,
         headers: &HeaderMap,
         body: &Bytes,
     ) -> u64 {
@@ -134,6 +151,7 @@ impl RequestLog {
             method: method.clone(),
             path: path.to_owned(),
             route,
+            dialect,
             headers: headers.clone(),
             body: body.clone(),
             status: 0,
@@ -155,25 +173,42 @@ impl RequestLog {
         self.base = self.next;
     }
 
-    pub(crate) fn snapshot(&self) -> Vec<RecordedRequest> {
+    /// The entries as [`RecordedRequest`]s, each described by its dialect.
+    pub(crate) fn snapshot(&self, dialects: &[Arc<dyn Dialect>]) -> Vec<RecordedRequest> {
         self.entries
             .iter()
-            .map(|e| RecordedRequest {
-                method: e.method.as_str().to_owned(),
-                path: e.path.clone(),
-                route: e.route,
-                headers: e
-                    .headers
-                    .iter()
-                    .map(|(k, v)| {
-                        (
-                            k.as_str().to_owned(),
-                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                        )
-                    })
-                    .collect(),
-                body: serde_json::from_slice(&e.body).unwrap_or(serde_json::Value::Null),
-                status: e.status,
+            .map(|e| {
+                let dialect = e.dialect.and_then(|i| dialects.get(i));
+                let mut r = RecordedRequest {
+                    method: e.method.as_str().to_owned(),
+                    path: e.path.clone(),
+                    route: e.route,
+                    headers: e
+                        .headers
+                        .iter()
+                        .map(|(k, v)| {
+                            (
+                                k.as_str().to_owned(),
+                                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                            )
+                        })
+                        .collect(),
+                    body: serde_json::from_slice(&e.body).unwrap_or(serde_json::Value::Null),
+                    status: e.status,
+                    dialect: dialect.map(|d| d.name()),
+                    model: None,
+                    inputs: None,
+                    input_type: None,
+                    output_type: None,
+                };
+                if let Some(d) = dialect {
+                    let summary = d.describe(&r);
+                    r.model = summary.model;
+                    r.inputs = summary.inputs;
+                    r.input_type = summary.input_type;
+                    r.output_type = summary.output_type;
+                }
+                r
             })
             .collect()
     }

@@ -597,10 +597,34 @@ fn the_toml_format() {
         "[[faults]]\ntrigger = { rate = { probability = 2.0 } }\naction = \"hang\"",
         "[[faults]]\naction = { latency = { min = \"2s\", max = \"1s\" } }",
         "[[faults]]\naction = \"explode\"",
-        "[[faults]]\nroute = \"nowhere\"\naction = \"hang\"",
         "unknown_key = 1",
         "[openai_models]\nzero = 0",
     ] {
         assert!(FakeServerConfig::from_toml(bad).is_err(), "{bad}");
     }
+}
+
+/// Routes are open (each dialect brings its own), so a route no dialect of
+/// the server serves is refused when the server starts, naming it.
+#[tokio::test]
+async fn a_fault_on_a_route_nobody_serves_is_refused_at_start() {
+    let config =
+        FakeServerConfig::from_toml("[[faults]]\nroute = \"nowhere\"\naction = \"hang\"").unwrap();
+    let err = embeddings_testkit::FakeServer::start(config)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("\"nowhere\""), "{err}");
+    assert!(err.to_string().contains("openai_embeddings"), "{err}");
+    let s = server().await;
+    assert!(
+        s.try_set_faults(vec![
+            Fault::new(FaultAction::Hang).on(Route::new("nowhere"))
+        ])
+        .is_err()
+    );
+    assert!(
+        s.try_set_faults(vec![Fault::new(FaultAction::Hang).on(Route::Ollama)])
+            .is_ok()
+    );
 }

@@ -3,6 +3,7 @@
 
 mod binary;
 mod common;
+mod dialect;
 mod faults;
 mod limits;
 mod ollama;

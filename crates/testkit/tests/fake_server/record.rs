@@ -37,6 +37,10 @@ async fn the_log_holds_what_the_client_sent() {
     assert_eq!(r.header("authorization"), Some("Bearer sk-abc"));
     assert!(r.headers.iter().any(|(k, v)| k == "x-custom" && v == "Yes"));
     assert!(r.headers.iter().all(|(k, _)| *k == k.to_lowercase()));
+    // What the dialect read from it: OpenAI has no input or output type.
+    assert_eq!(r.dialect, Some("openai"));
+    assert_eq!((r.model.as_deref(), r.inputs), (Some(SMALL), Some(2)));
+    assert_eq!((r.input_type, r.output_type), (None, None));
     assert_eq!(log[1].body, Value::Null);
     assert_eq!(log[1].status, 400);
     assert_eq!(log[1].route, Route::OllamaShow);
