@@ -56,24 +56,24 @@ pub(crate) struct CommonArgs {
     /// Model [default: $EMBEDDINGS_MODEL, else the provider's default]
     #[arg(short, long, value_name = "MODEL")]
     pub(crate) model: Option<String>,
-    /// Output dimension [default: the model's]
+    /// Output dimension, 1..=65536 [default: the model's]
     #[arg(short, long, value_name = "N")]
-    pub(crate) dimensions: Option<usize>,
+    pub(crate) dimensions: Option<String>,
     /// Provider endpoint
     #[arg(long, value_name = "URL")]
     pub(crate) base_url: Option<String>,
     /// Config file (TOML, or JSON by extension) [default: $EMBEDDINGS_CONFIG, else ./embeddings.toml if present]
     #[arg(short, long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
-    /// Most inputs per request
+    /// Most inputs per request, 1..=1000000 (never more than the provider accepts)
     #[arg(long, value_name = "N")]
-    pub(crate) batch_size: Option<usize>,
-    /// Requests in flight at once
+    pub(crate) batch_size: Option<String>,
+    /// Requests in flight at once, 1..=4096
     #[arg(long, value_name = "N")]
-    pub(crate) concurrency: Option<usize>,
-    /// Retries after a failed attempt
+    pub(crate) concurrency: Option<String>,
+    /// Retries after a failed attempt, 0..=1000
     #[arg(long, value_name = "N")]
-    pub(crate) max_retries: Option<u32>,
+    pub(crate) max_retries: Option<String>,
 }
 
 /// What to embed and where the vectors go.

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use embeddings::layers::{StreamOptions, embed_stream};
+use embeddings::layers::{BatchLimits, StreamOptions, embed_stream};
 use embeddings::{
     Config, EmbedRequest, Embedder, Embeddings, Error, ErrorKind, Result, Wrapper, async_trait,
 };
@@ -298,11 +298,10 @@ pub(crate) async fn run(
             }
         }
     }));
-    let options = StreamOptions::from_config(&config.batch);
-    let batch_size = options
-        .batch_size
-        .unwrap_or_else(|| embedder.info().max_batch_size)
-        .max(1);
+    // A batch of the stream is never larger than one request may be, so
+    // that a huge --batch-size does not hold more rows than a request returns.
+    let batch_size = BatchLimits::new(embedder.info(), &config.batch).max_batch_size;
+    let options = StreamOptions::from_config(&config.batch).batch_size(batch_size);
     let mut batches = embed_stream(Arc::clone(&embedder), texts, options);
     let mut progress = Progress::new(args.quiet, args.progress_interval, total, start_row);
     let mut last_checkpoint = Instant::now();

@@ -82,25 +82,87 @@ fn load_config(common: &CommonArgs) -> Result<Config> {
     if let Some(m) = &common.model {
         config.model = Some(m.clone());
     }
-    if let Some(d) = common.dimensions {
-        config.dimensions = Some(d);
+    if let Some(d) = &common.dimensions {
+        config.dimensions = Some(flag_number("--dimensions", d, 1, MAX_DIMENSIONS)?);
     }
     if let Some(u) = &common.base_url {
         config.base_url = Some(u.clone());
     }
-    if let Some(n) = common.batch_size {
-        config.batch.max_batch_size = Some(n);
+    if let Some(n) = &common.batch_size {
+        config.batch.max_batch_size = Some(flag_number("--batch-size", n, 1, MAX_BATCH_SIZE)?);
     }
-    if let Some(n) = common.concurrency {
+    if let Some(n) = &common.concurrency {
+        let n = flag_number("--concurrency", n, 1, MAX_CONCURRENCY)?;
         // Both bounds: sub-batches of a call, and requests in flight overall.
         config.batch.concurrency = n;
         config.concurrency.max_in_flight = Some(n);
     }
-    if let Some(n) = common.max_retries {
-        config.retry.max_retries = n;
+    if let Some(n) = &common.max_retries {
+        let n = flag_number("--max-retries", n, 0, MAX_RETRIES as usize)?;
+        config.retry.max_retries = u32::try_from(n).unwrap_or(MAX_RETRIES);
     }
+    check_bounds(&config)?;
     config.validate()?;
     Ok(config)
+}
+
+/// Most dimensions a vector may have (`-d`, `dimensions`).
+const MAX_DIMENSIONS: usize = 65_536;
+/// Most inputs per batch (`--batch-size`, `batch.max_batch_size`).
+const MAX_BATCH_SIZE: usize = 1_000_000;
+/// Most batches or requests in flight (`--concurrency`, `batch.concurrency`,
+/// `concurrency.max_in_flight`).
+const MAX_CONCURRENCY: usize = 4_096;
+/// Most retries after a failed attempt (`--max-retries`, `retry.max_retries`).
+const MAX_RETRIES: u32 = 1_000;
+
+/// A numeric flag: a whole number in `min..=max`, else an error naming the
+/// flag and the value (never a panic or an abort later on).
+fn flag_number(flag: &str, raw: &str, min: usize, max: usize) -> Result<usize> {
+    match raw.parse::<usize>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => {
+            let shown = if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) {
+                raw.to_owned()
+            } else {
+                format!("{raw:?}")
+            };
+            Err(Error::config(format!(
+                "`{flag}` = {shown}: must be a whole number from {min} to {max}"
+            )))
+        }
+    }
+}
+
+/// The same bounds for values from the config file and the environment.
+fn check_bounds(config: &Config) -> Result<()> {
+    let at_most = |key: &str, value: Option<usize>, max: usize| match value {
+        Some(v) if v > max => Err(Error::config(format!(
+            "`{key}` = {v}: must be at most {max}"
+        ))),
+        _ => Ok(()),
+    };
+    at_most("dimensions", config.dimensions, MAX_DIMENSIONS)?;
+    at_most(
+        "batch.max_batch_size",
+        config.batch.max_batch_size,
+        MAX_BATCH_SIZE,
+    )?;
+    at_most(
+        "batch.concurrency",
+        Some(config.batch.concurrency),
+        MAX_CONCURRENCY,
+    )?;
+    at_most(
+        "concurrency.max_in_flight",
+        config.concurrency.max_in_flight,
+        MAX_CONCURRENCY,
+    )?;
+    at_most(
+        "retry.max_retries",
+        Some(config.retry.max_retries as usize),
+        MAX_RETRIES as usize,
+    )
 }
 
 /// The provider, counted, under the layers the configuration enables.

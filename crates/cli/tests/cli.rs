@@ -216,7 +216,7 @@ fn bad_input_gets_one_line_naming_the_kind() {
     assert_fails(
         &embed(&["-d", "0", "x"]),
         "invalid_config",
-        "`dimensions` = 0",
+        "`--dimensions` = 0: must be a whole number from 1 to 65536",
     );
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("bad.toml");
@@ -906,5 +906,102 @@ fn a_job_stopped_by_a_bad_line_resumes_at_that_line_once_fixed() {
     for (i, t) in ["one", "two", "three", "four"].iter().enumerate() {
         assert_eq!(rows[i]["index"], i);
         assert_eq!(floats(&rows[i]["embedding"]), vector("mock", t, 4));
+    }
+}
+
+#[test]
+fn numeric_flags_out_of_range_are_one_line_errors_not_panics() {
+    for (args, contains) in [
+        (
+            ["--batch-size", "18446744073709551615"],
+            "`--batch-size` = 18446744073709551615: must be a whole number from 1 to 1000000",
+        ),
+        (
+            ["--batch-size", "10000000000"],
+            "`--batch-size` = 10000000000: must be",
+        ),
+        (
+            ["-d", "9223372036854775808"],
+            "`--dimensions` = 9223372036854775808: must be a whole number from 1 to 65536",
+        ),
+        (
+            ["-d", "18446744073709551615"],
+            "`--dimensions` = 18446744073709551615: must be",
+        ),
+        (
+            ["-d", "99999999999999999999999"],
+            "`--dimensions` = 99999999999999999999999: must be",
+        ),
+        (["-d", "abc"], "`--dimensions` = \"abc\": must be"),
+        (
+            ["--concurrency", "4097"],
+            "`--concurrency` = 4097: must be a whole number from 1 to 4096",
+        ),
+        (["--concurrency", "0"], "`--concurrency` = 0: must be"),
+        (
+            ["--max-retries", "4294967296"],
+            "`--max-retries` = 4294967296: must be a whole number from 0 to 1000",
+        ),
+    ] {
+        let mut a = args.to_vec();
+        a.push("x");
+        assert_fails(&embed(&a), "invalid_config", contains);
+    }
+    // The same bounds hold for the config file and the environment.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    for (text, contains) in [
+        (
+            "dimensions = 9223372036854775807\n",
+            "`dimensions` = 9223372036854775807: must be at most 65536",
+        ),
+        (
+            "[batch]\nmax_batch_size = 10000000000\n",
+            "`batch.max_batch_size` = 10000000000: must be at most 1000000",
+        ),
+        (
+            "[batch]\nconcurrency = 100000\n",
+            "`batch.concurrency` = 100000: must be at most 4096",
+        ),
+        (
+            "[concurrency]\nmax_in_flight = 100000\n",
+            "`concurrency.max_in_flight` = 100000: must be at most 4096",
+        ),
+        (
+            "[retry]\nmax_retries = 4000000000\n",
+            "`retry.max_retries` = 4000000000: must be at most 1000",
+        ),
+    ] {
+        std::fs::write(&cfg, text).unwrap();
+        assert_fails(
+            &embed(&["-c", cfg.to_str().unwrap(), "x"]),
+            "invalid_config",
+            contains,
+        );
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_embed"))
+        .args(["x"])
+        .env("EMBEDDINGS_DIMENSIONS", "18446744073709551615")
+        .output()
+        .unwrap();
+    assert_fails(&o, "invalid_config", "must be at most 65536");
+    // The maxima themselves work.
+    let rows = jsonl(&embed(&[
+        "-q",
+        "-d",
+        "65536",
+        "--batch-size",
+        "1000000",
+        "--concurrency",
+        "4096",
+        "--max-retries",
+        "1000",
+        "x",
+    ]));
+    assert_vec(&floats(&rows[0]["embedding"]), "mock", "x", 65536);
+    // And --help says so.
+    let help = String::from_utf8(embed(&["--help"]).stdout).unwrap();
+    for want in ["1..=65536", "1..=1000000", "1..=4096", "0..=1000"] {
+        assert!(help.contains(want), "{want} in {help}");
     }
 }
