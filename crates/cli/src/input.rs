@@ -49,26 +49,64 @@ impl Source {
         }
     }
 
-    /// Lines in the source (for progress totals), when cheap to know.
+    /// Whether the source can be read a second time from the start (TEXT
+    /// arguments and regular files), as `--resume` must; a pipe, a FIFO,
+    /// a terminal or stdin cannot.
+    pub(crate) fn rereadable(&self) -> bool {
+        match self {
+            Source::Args(_) => true,
+            Source::Stdin { .. } => false,
+            Source::File { path, .. } => std::fs::metadata(path).is_ok_and(|m| m.is_file()),
+        }
+    }
+
+    /// What a message calls the source.
+    pub(crate) fn name(&self) -> String {
+        match self {
+            Source::Args(_) => "the TEXT arguments".to_owned(),
+            Source::Stdin { .. } => "stdin".to_owned(),
+            Source::File { path, .. } => path.display().to_string(),
+        }
+    }
+
+    /// Lines in the source (for progress totals), when cheap to know: only
+    /// a regular file is counted (reading a pipe or a FIFO to count it would
+    /// consume its inputs).
     pub(crate) fn count_items(&self) -> Option<u64> {
         match self {
             Source::Args(a) => Some(a.len() as u64),
             Source::Stdin { .. } => None,
             Source::File { path, format } => {
+                if !std::fs::metadata(path).ok()?.is_file() {
+                    return None;
+                }
                 let mut f = BufReader::with_capacity(1 << 16, File::open(path).ok()?);
-                let (mut n, mut last) = (0u64, b'\n');
+                // The last three bytes: a blank last line is not an input.
+                let (mut n, mut tail) = (0u64, [0u8; 3]);
+                let mut seen = 0usize;
                 loop {
                     let buf = f.fill_buf().ok()?;
                     if buf.is_empty() {
                         break;
                     }
                     n += buf.iter().filter(|&&b| b == b'\n').count() as u64;
-                    last = buf[buf.len() - 1];
+                    for &b in buf.iter().rev().take(3).rev() {
+                        tail = [tail[1], tail[2], b];
+                    }
+                    seen += buf.len();
                     let len = buf.len();
                     f.consume(len);
                 }
-                if last != b'\n' {
+                let tail = &tail[3 - seen.min(3)..];
+                if !tail.is_empty() && !tail.ends_with(b"\n") {
                     n += 1;
+                } else if tail.ends_with(b"\n\n")
+                    || tail.ends_with(b"\n\r\n")
+                    || tail == b"\n"
+                    || tail == b"\r\n"
+                {
+                    // The blank last line (see `read_item`).
+                    n -= 1;
                 }
                 // The CSV header is not an item.
                 Some(if *format == InputFormat::Csv {
@@ -242,6 +280,9 @@ impl InputReader {
     }
 }
 
+/// A UTF-8 byte order mark, as some editors put at the start of a file.
+const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
+
 enum ItemError {
     /// This item is bad; the next may be fine.
     Item(Error),
@@ -271,6 +312,9 @@ fn read_item(
                 return Ok(None);
             }
             *line += 1;
+            if *line == 1 && buf.starts_with(UTF8_BOM) {
+                buf.drain(..UTF8_BOM.len());
+            }
             let at = |what: String| {
                 ItemError::Item(Error::invalid_input(format!("{name} line {line}: {what}")))
             };
@@ -278,6 +322,18 @@ fn read_item(
                 buf.pop();
                 if buf.ends_with(b"\r") {
                     buf.pop();
+                }
+            }
+            if buf.is_empty() {
+                // A blank last line ends the file (editors add one); any
+                // other blank line is an empty input.
+                let at_end = reader.fill_buf().map_err(|e| {
+                    ItemError::Fatal(Error::invalid_input(format!(
+                        "cannot read {name} after line {line}: {e}"
+                    )))
+                })?;
+                if at_end.is_empty() {
+                    return Ok(None);
                 }
             }
             let text =
@@ -393,6 +449,26 @@ mod tests {
             .collect();
         assert_eq!(texts, ["one", "two", "three"]);
         assert_eq!(recs[2].as_ref().unwrap().line, 3);
+    }
+
+    #[test]
+    fn a_blank_last_line_and_a_bom_are_not_inputs() {
+        for (contents, want) in [
+            (&b"a\nb\n\n"[..], 2),
+            (b"a\r\nb\r\n\r\n", 2),
+            (b"\n", 0),
+            (b"", 0),
+            (b"\xef\xbb\xbfa\nb", 2),
+        ] {
+            let (_d, p) = file(contents, "a.txt");
+            let src = Source::path(&p, None);
+            assert_eq!(src.count_items(), Some(want), "{contents:?}");
+            let recs = all(&mut InputReader::new(vec![src], fields()));
+            assert_eq!(recs.len() as u64, want, "{contents:?}");
+            if want > 0 {
+                assert_eq!(recs[0].as_ref().unwrap().text, "a");
+            }
+        }
     }
 
     #[test]

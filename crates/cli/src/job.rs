@@ -207,6 +207,14 @@ pub(crate) async fn run(
         let Some(dest) = dest else {
             return Err(Error::invalid_input("--resume needs --output FILE"));
         };
+        if let Some(s) = sources.iter().find(|s| !s.rereadable()) {
+            return Err(Error::invalid_input(format!(
+                "--resume needs inputs that can be read again from the start, and {} \
+                 (a pipe, a FIFO or another stream) cannot be read again; run without \
+                 --resume to start the job afresh",
+                s.name()
+            )));
+        }
         let ck_path = checkpoint_path(dest);
         if dest.is_file() && !with_suffix(dest, ".partial").exists() {
             // Complete (a checkpoint left by a crash right after the rename

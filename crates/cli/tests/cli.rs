@@ -1005,3 +1005,179 @@ fn numeric_flags_out_of_range_are_one_line_errors_not_panics() {
         assert!(help.contains(want), "{want} in {help}");
     }
 }
+
+/// `embed` under `timeout`, so that a regression that hangs fails the test
+/// instead of hanging the suite (the limit is far above the run's length;
+/// nothing here depends on timing).
+fn embed_guarded(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut cmd = Command::new("timeout");
+    cmd.arg("120")
+        .arg(env!("CARGO_BIN_EXE_embed"))
+        .args(args)
+        .env_remove("EMBEDDINGS_PROVIDER")
+        .env_remove("EMBEDDINGS_MODEL")
+        .env_remove("EMBEDDINGS_DIMENSIONS")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut sin = child.stdin.take().unwrap();
+    if let Some(bytes) = stdin {
+        sin.write_all(bytes).unwrap();
+    }
+    drop(sin);
+    let o = child.wait_with_output().unwrap();
+    assert_ne!(o.status.code(), Some(124), "embed hung: {}", stderr(&o));
+    o
+}
+
+fn mkfifo(path: &Path) {
+    let s = Command::new("mkfifo").arg(path).status().unwrap();
+    assert!(s.success());
+}
+
+/// Writes `bytes` into the FIFO once a reader opens it.
+fn feed_fifo(path: &Path, bytes: &'static [u8]) -> std::thread::JoinHandle<()> {
+    let path = path.to_owned();
+    std::thread::spawn(move || {
+        let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        let _ = f.write_all(bytes);
+    })
+}
+
+#[test]
+fn non_regular_inputs_are_read_as_streams_without_losing_inputs() {
+    let texts = ["one", "two", "three"];
+    let check = |o: &Output, what: &str| {
+        let rows = jsonl(o);
+        assert_eq!(rows.len(), 3, "{what}: {}", stderr(o));
+        for (i, t) in texts.iter().enumerate() {
+            assert_vec(&floats(&rows[i]["embedding"]), "mock", t, 4);
+        }
+        assert!(
+            stderr(o).contains("3 rows, 0 skipped"),
+            "{what}: {}",
+            stderr(o)
+        );
+    };
+    // A named FIFO (without -q, so that the progress total is asked for).
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("in.fifo");
+    mkfifo(&fifo);
+    let writer = feed_fifo(&fifo, b"one\ntwo\nthree\n");
+    check(
+        &embed_guarded(&["-d", "4", "-i", fifo.to_str().unwrap()], None),
+        "fifo",
+    );
+    writer.join().unwrap();
+    // /dev/stdin on a pipe.
+    check(
+        &embed_guarded(&["-d", "4", "-i", "/dev/stdin"], Some(b"one\ntwo\nthree\n")),
+        "/dev/stdin",
+    );
+    // Process substitution, as a shell user writes it.
+    let o = Command::new("timeout")
+        .args(["120", "bash", "-c"])
+        .arg(format!(
+            "{} -d 4 -i <(printf 'one\\ntwo\\nthree\\n')",
+            env!("CARGO_BIN_EXE_embed")
+        ))
+        .env_remove("EMBEDDINGS_PROVIDER")
+        .env_remove("EMBEDDINGS_MODEL")
+        .env_remove("EMBEDDINGS_DIMENSIONS")
+        .output()
+        .unwrap();
+    assert_ne!(o.status.code(), Some(124), "hung");
+    check(&o, "process substitution");
+}
+
+#[test]
+fn resume_refuses_an_input_that_cannot_be_read_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o.jsonl");
+    let fifo = dir.path().join("in.fifo");
+    mkfifo(&fifo);
+    for input in [fifo.to_str().unwrap(), "-", "/dev/stdin"] {
+        let o = embed_guarded(
+            &[
+                "-d",
+                "4",
+                "-i",
+                input,
+                "-o",
+                out.to_str().unwrap(),
+                "--resume",
+            ],
+            Some(b"one\n"),
+        );
+        assert_fails(&o, "invalid_input", "--resume");
+        assert!(
+            stderr(&o).contains("cannot be read again"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    // Stdin without -i, too.
+    let o = embed_guarded(
+        &["-d", "4", "-o", out.to_str().unwrap(), "--resume"],
+        Some(b"one\n"),
+    );
+    assert_fails(&o, "invalid_input", "cannot be read again");
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_utf8_bom_is_not_part_of_the_first_input() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, contents) in [
+        ("in.txt", &b"\xef\xbb\xbfhello\nworld\n"[..]),
+        (
+            "in.jsonl",
+            b"\xef\xbb\xbf{\"text\":\"hello\"}\n{\"text\":\"world\"}\n",
+        ),
+        ("in.csv", b"\xef\xbb\xbftext\nhello\nworld\n"),
+    ] {
+        let p = dir.path().join(name);
+        std::fs::write(&p, contents).unwrap();
+        let rows = jsonl(&embed(&["-q", "-d", "4", "-i", p.to_str().unwrap()]));
+        assert_eq!(rows.len(), 2, "{name}");
+        assert_vec(&floats(&rows[0]["embedding"]), "mock", "hello", 4);
+        assert_vec(&floats(&rows[1]["embedding"]), "mock", "world", 4);
+    }
+    // On stdin as well.
+    let rows = jsonl(&embed_in(
+        &["-q", "-d", "4"],
+        Some(b"\xef\xbb\xbfhello\n"),
+        None,
+    ));
+    assert_vec(&floats(&rows[0]["embedding"]), "mock", "hello", 4);
+}
+
+#[test]
+fn a_single_trailing_blank_line_is_the_end_of_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, contents) in [
+        ("a.txt", &b"one\ntwo\n\n"[..]),
+        ("b.txt", b"one\r\ntwo\r\n\r\n"),
+        ("c.jsonl", b"{\"text\":\"one\"}\n{\"text\":\"two\"}\n\n"),
+    ] {
+        let p = dir.path().join(name);
+        std::fs::write(&p, contents).unwrap();
+        let o = embed(&["-d", "4", "-i", p.to_str().unwrap()]);
+        let rows = jsonl(&o);
+        assert_eq!(rows.len(), 2, "{name}");
+        assert!(
+            stderr(&o).starts_with("embed: 2 rows, 0 skipped"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    // A blank line that is not the last is still a bad input.
+    let p = dir.path().join("d.txt");
+    std::fs::write(&p, "one\n\n\n").unwrap();
+    assert_fails(
+        &embed(&["-d", "4", "-i", p.to_str().unwrap()]),
+        "invalid_input",
+        "d.txt line 2: empty text",
+    );
+}
