@@ -436,7 +436,8 @@ pub(crate) async fn run(
     }
 
     let rows = writer.rows();
-    writer.finish()?;
+    // An empty output still has the provider's dimension (shape (0, dim)).
+    writer.finish(config.dimensions.unwrap_or_else(|| embedder.dimension()))?;
     if let Some(d) = dest {
         let _ = std::fs::remove_file(checkpoint_path(d));
     }

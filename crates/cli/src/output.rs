@@ -268,12 +268,13 @@ impl Writer {
     }
 
     /// Completes the output: npy header, closing bracket, or conversion to
-    /// Parquet/Arrow; then renames the partial file into place.
-    pub(crate) fn finish(mut self) -> Result<()> {
+    /// Parquet/Arrow; then renames the partial file into place. `dim` is the
+    /// dimension of an output without rows (that of the rows otherwise).
+    pub(crate) fn finish(mut self, dim: usize) -> Result<()> {
         if self.format == Format::Json {
             self.put(b"]\n")?;
         }
-        let dim = self.dim.unwrap_or(0);
+        let dim = self.dim.unwrap_or(dim);
         match &mut self.sink {
             Sink::Stdout(w) => {
                 w.flush()
@@ -525,7 +526,7 @@ mod tests {
         let mut w = Writer::resume(&dest, Format::Jsonl, at).unwrap();
         assert_eq!(w.rows(), 1);
         w.write(1, None, &[3.0]).unwrap();
-        w.finish().unwrap();
+        w.finish(1).unwrap();
         let text = std::fs::read_to_string(&dest).unwrap();
         assert_eq!(
             text,

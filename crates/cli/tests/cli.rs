@@ -1181,3 +1181,71 @@ fn a_single_trailing_blank_line_is_the_end_of_the_file() {
         "d.txt line 2: empty text",
     );
 }
+
+#[test]
+fn an_empty_input_gives_an_empty_output_of_the_right_dimension() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.txt");
+    std::fs::write(&empty, "").unwrap();
+    let out = dir.path().join("v.npy");
+    let o = embed(&[
+        "-q",
+        "-d",
+        "7",
+        "-i",
+        empty.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (shape, values) = read_npy(&out);
+    assert_eq!(shape, [0, 7]);
+    assert!(values.is_empty());
+    // To stdout too.
+    let o = embed(&[
+        "-q",
+        "-d",
+        "7",
+        "--format",
+        "npy",
+        "-i",
+        empty.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let npy = npyz::NpyFile::new(&o.stdout[..]).unwrap();
+    assert_eq!(npy.shape(), [0, 7]);
+    // Parquet and Arrow: a fixed-size list of 7.
+    for name in ["v.parquet", "v.arrow"] {
+        let out = dir.path().join(name);
+        let o = embed(&[
+            "-q",
+            "-d",
+            "7",
+            "-i",
+            empty.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(arrow_list_size(&out), 7, "{name}");
+    }
+}
+
+/// The size of the `embedding` column's fixed-size list in a Parquet or Arrow file.
+fn arrow_list_size(path: &Path) -> i32 {
+    let f = std::fs::File::open(path).unwrap();
+    let schema = if path.extension().unwrap() == "parquet" {
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+            .unwrap()
+            .schema()
+            .clone()
+    } else {
+        arrow_ipc::reader::FileReader::try_new(f, None)
+            .unwrap()
+            .schema()
+    };
+    match schema.field_with_name("embedding").unwrap().data_type() {
+        arrow_schema::DataType::FixedSizeList(_, n) => *n,
+        other => panic!("embedding is {other:?}"),
+    }
+}
