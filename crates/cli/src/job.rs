@@ -18,7 +18,7 @@ use serde_json::value::RawValue;
 
 use crate::args::{EmbedArgs, OnError, StatsFormat};
 use crate::input::{Fields, InputReader, Source};
-use crate::output::{Position, Writer, with_suffix};
+use crate::output::{Dest, Position, Writer, identity, with_suffix};
 use crate::progress::Progress;
 
 /// How often the partial output is synced and a checkpoint saved.
@@ -198,14 +198,26 @@ pub(crate) async fn run(
 ) -> Result<Summary> {
     let started = Instant::now();
     let format = args.output_format();
-    let dest = args.output.as_deref().filter(|p| p.as_os_str() != "-");
+    let target = Dest::resolve(args.output.as_deref())?;
+    // The regular file written (a symlink's target), if any.
+    let dest = target.file();
+    if let Some(d) = dest {
+        refuse_an_input_as_output(d, &sources)?;
+    }
     let skip_mode = args.on_error == OnError::Skip;
 
     // Resume, or start afresh.
     let mut resumed: Option<Checkpoint> = None;
     if args.resume {
-        let Some(dest) = dest else {
-            return Err(Error::invalid_input("--resume needs --output FILE"));
+        let dest = match &target {
+            Dest::File(d) => d.as_path(),
+            Dest::Stdout => return Err(Error::invalid_input("--resume needs --output FILE")),
+            Dest::Stream(p) => {
+                return Err(Error::invalid_input(format!(
+                    "--resume needs a regular output file, and {} is a FIFO or a device",
+                    p.display()
+                )));
+            }
         };
         if let Some(s) = sources.iter().find(|s| !s.rereadable()) {
             return Err(Error::invalid_input(format!(
@@ -246,7 +258,15 @@ pub(crate) async fn run(
     }
     let mut writer = match (&resumed, dest) {
         (Some(ck), Some(dest)) => Writer::resume(dest, format, ck.position)?,
-        _ => Writer::create(dest, format)?,
+        _ => {
+            let w = Writer::create(&target, format)?;
+            // The output's lock is held: a checkpoint left there belongs to
+            // a job that this one replaces.
+            if let Some(d) = dest {
+                let _ = std::fs::remove_file(checkpoint_path(d));
+            }
+            w
+        }
     };
     let start_row = writer.rows();
 
@@ -456,9 +476,41 @@ pub(crate) async fn run(
         seconds,
         rows_per_second: (rows - start_row) as f64 / seconds.max(1e-9),
         resumed_from_row: resumed.map(|_| start_row),
-        output: dest.map(|d| d.display().to_string()),
+        output: args
+            .output
+            .as_deref()
+            .filter(|_| target != Dest::Stdout)
+            .map(|d| d.display().to_string()),
         note: None,
     })
+}
+
+/// Refuses an output that is one of the inputs (or its partial file is):
+/// writing it would destroy the input. Compared by device and inode, so a
+/// symlink, a hard link or stdin redirected from the file are caught too.
+fn refuse_an_input_as_output(dest: &Path, sources: &[Source]) -> Result<()> {
+    let outputs: Vec<(u64, u64)> = [dest.to_owned(), with_suffix(dest, ".partial")]
+        .iter()
+        .filter_map(|p| identity(p))
+        .collect();
+    if outputs.is_empty() {
+        return Ok(());
+    }
+    for s in sources {
+        let (path, name) = match s {
+            Source::File { path, .. } => (path.as_path(), path.display().to_string()),
+            Source::Stdin { .. } => (Path::new("/dev/stdin"), "stdin".to_owned()),
+            Source::Args(_) => continue,
+        };
+        if identity(path).is_some_and(|id| outputs.contains(&id)) {
+            return Err(Error::invalid_input(format!(
+                "the output {} is also an input ({name}): writing it would destroy the input; \
+                 choose another --output",
+                dest.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The number of inputs, when cheap to know (for the progress bar).

@@ -8,6 +8,14 @@
 //! ends on a whole row, so a crash never leaves a half-written row behind.
 //! Parquet and Arrow cannot be appended to, so their rows are spooled as raw
 //! float32 (plus a JSONL file of index and id) and converted at the end.
+//!
+//! Where `-o` leads is decided first ([`Dest::resolve`]): `-` and
+//! `/dev/stdout` are stdout; a FIFO or a character device is written through
+//! like stdout (Parquet and Arrow, which need a file to rename, are refused);
+//! a symlink is followed, and its target is written (the link stays); a
+//! directory, a block device or a socket is refused. A job holds an
+//! exclusive lock on `<name>.partial` from its start to its end, so a second
+//! job on the same output is refused instead of interleaving rows.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
@@ -39,10 +47,160 @@ pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// Where `-o` leads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Dest {
+    /// Standard output: no `-o`, `-o -`, `-o /dev/stdout`.
+    Stdout,
+    /// A FIFO or a character device, written through like stdout.
+    Stream(PathBuf),
+    /// A regular file, there or not yet: written to `<path>.partial` and
+    /// renamed into place. When `-o` names a symlink, this is its target.
+    File(PathBuf),
+}
+
+impl Dest {
+    /// Follows `-o` to what it names; refuses what cannot be written.
+    pub(crate) fn resolve(output: Option<&Path>) -> Result<Dest> {
+        use std::os::unix::fs::FileTypeExt;
+        let Some(given) = output else {
+            return Ok(Dest::Stdout);
+        };
+        if ["-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"]
+            .iter()
+            .any(|s| given.as_os_str() == *s)
+        {
+            return Ok(Dest::Stdout);
+        }
+        let path = follow_links(given)?;
+        let meta = match std::fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Dest::File(path)),
+            Err(e) => {
+                return Err(Error::invalid_input(format!(
+                    "cannot write output file {}: {e}",
+                    given.display()
+                )));
+            }
+        };
+        let t = meta.file_type();
+        if t.is_file() {
+            Ok(Dest::File(path))
+        } else if t.is_fifo() || t.is_char_device() {
+            Ok(Dest::Stream(path))
+        } else {
+            let what = if t.is_dir() {
+                "a directory"
+            } else if t.is_block_device() {
+                "a block device"
+            } else {
+                "a socket or another special file"
+            };
+            Err(Error::invalid_input(format!(
+                "cannot write output file {}: it is {what}; name a file, a FIFO or `-` (stdout)",
+                given.display()
+            )))
+        }
+    }
+
+    /// The regular file written (after following a symlink), if any.
+    pub(crate) fn file(&self) -> Option<&Path> {
+        match self {
+            Dest::File(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+/// `path` with every symlink of its last component followed (the target of
+/// a dangling link is where the file will be created, as a shell's `>` does).
+fn follow_links(path: &Path) -> Result<PathBuf> {
+    let mut p = path.to_owned();
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let target = std::fs::read_link(&p).map_err(|e| {
+                    Error::invalid_input(format!("cannot follow the symlink {}: {e}", p.display()))
+                })?;
+                p = match p.parent() {
+                    Some(dir) if target.is_relative() => dir.join(target),
+                    _ => target,
+                };
+            }
+            _ => return Ok(p),
+        }
+    }
+    Err(Error::invalid_input(format!(
+        "cannot write output file {}: too many levels of symbolic links",
+        path.display()
+    )))
+}
+
+/// `(device, inode)` of what `path` names (following symlinks), if it exists.
+pub(crate) fn identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Opens `partial` (creating it when `create`) and takes an exclusive lock
+/// on it, or says that another job holds it. Nothing is truncated before the
+/// lock is held.
+fn open_locked(partial: &Path, dest: &Path, create: bool) -> Result<File> {
+    use std::os::unix::fs::MetadataExt;
+    for _ in 0..8 {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .truncate(false)
+            .open(partial)
+            .map_err(|e| {
+                if create {
+                    Error::invalid_input(format!(
+                        "cannot write output file {}: {e}",
+                        dest.display()
+                    ))
+                } else {
+                    io_err("reopen", partial, e)
+                }
+            })?;
+        match fs4::FileExt::try_lock(&f) {
+            Ok(()) => {}
+            Err(fs4::TryLockError::WouldBlock) => {
+                return Err(Error::invalid_input(format!(
+                    "another embed job is writing {} (it holds {}); wait for it to finish or \
+                     choose another --output",
+                    dest.display(),
+                    partial.display()
+                )));
+            }
+            Err(fs4::TryLockError::Error(e)) => return Err(io_err("lock", partial, e)),
+        }
+        // The job that held the lock may have renamed the file into place
+        // between our open and our lock: then lock the new one.
+        let held = f.metadata().map_err(|e| io_err("read", partial, e))?;
+        if identity(partial) == Some((held.dev(), held.ino())) {
+            return Ok(f);
+        }
+    }
+    Err(Error::invalid_input(format!(
+        "another embed job keeps replacing {}; choose another --output",
+        partial.display()
+    )))
+}
+
 enum Sink {
-    Stdout(BufWriter<std::io::Stdout>),
-    /// `.npy` to stdout: the header needs the row count, so rows are held.
-    Memory(Vec<u8>),
+    /// Stdout, a FIFO or a character device: rows are written through.
+    Stream {
+        w: BufWriter<Box<dyn Write + Send>>,
+        name: String,
+    },
+    /// `.npy` to a stream: the header needs the row count, so rows are held.
+    Memory {
+        buf: Vec<u8>,
+        out: Box<dyn Write + Send>,
+        name: String,
+    },
     File {
         w: BufWriter<File>,
         partial: PathBuf,
@@ -53,8 +211,8 @@ enum Sink {
 impl Sink {
     fn writer(&mut self) -> &mut dyn Write {
         match self {
-            Sink::Stdout(w) => w,
-            Sink::Memory(v) => v,
+            Sink::Stream { w, .. } => w,
+            Sink::Memory { buf, .. } => buf,
             Sink::File { w, .. } => w,
         }
     }
@@ -81,25 +239,49 @@ pub(crate) struct Position {
 }
 
 impl Writer {
-    /// A new output (`None` or `-` = stdout).
-    pub(crate) fn create(output: Option<&Path>, format: Format) -> Result<Self> {
+    /// A new output: a file's `<dest>.partial` is created (emptied when
+    /// there) once its lock is held.
+    pub(crate) fn create(dest: &Dest, format: Format) -> Result<Self> {
         let spooled = matches!(format, Format::Parquet | Format::Arrow);
-        let sink = match output.filter(|p| p.as_os_str() != "-") {
-            None if spooled => {
+        let stream = |out: Box<dyn Write + Send>, name: String| {
+            if format == Format::Npy {
+                Sink::Memory {
+                    buf: Vec::new(),
+                    out,
+                    name,
+                }
+            } else {
+                Sink::Stream {
+                    w: BufWriter::with_capacity(1 << 16, out),
+                    name,
+                }
+            }
+        };
+        let sink = match dest {
+            Dest::Stdout if spooled => {
                 return Err(Error::invalid_input(
                     "parquet and arrow output need --output FILE",
                 ));
             }
-            None if format == Format::Npy => Sink::Memory(Vec::new()),
-            None => Sink::Stdout(BufWriter::with_capacity(1 << 16, std::io::stdout())),
-            Some(dest) => {
-                let partial = with_suffix(dest, ".partial");
-                let f = File::create(&partial).map_err(|e| {
-                    Error::invalid_input(format!(
-                        "cannot write output file {}: {e}",
-                        dest.display()
-                    ))
+            Dest::Stream(p) if spooled => {
+                return Err(Error::invalid_input(format!(
+                    "parquet and arrow output needs a regular file (it is written whole, then \
+                     renamed into place), and {} is a FIFO or a device; use jsonl, json or npy",
+                    p.display()
+                )));
+            }
+            Dest::Stdout => stream(Box::new(std::io::stdout()), "stdout".to_owned()),
+            Dest::Stream(p) => {
+                // Opening a FIFO waits for its reader, as a shell's `>` does.
+                let f = OpenOptions::new().write(true).open(p).map_err(|e| {
+                    Error::invalid_input(format!("cannot write output file {}: {e}", p.display()))
                 })?;
+                stream(Box::new(f), p.display().to_string())
+            }
+            Dest::File(dest) => {
+                let partial = with_suffix(dest, ".partial");
+                let f = open_locked(&partial, dest, true)?;
+                f.set_len(0).map_err(|e| io_err("truncate", &partial, e))?;
                 Sink::File {
                     w: BufWriter::with_capacity(1 << 16, f),
                     partial,
@@ -134,12 +316,16 @@ impl Writer {
     /// Reopens `<output>.partial` cut back to `at` (a checkpoint).
     pub(crate) fn resume(dest: &Path, format: Format, at: Position) -> Result<Self> {
         let partial = with_suffix(dest, ".partial");
-        let reopen = |p: &Path, len: u64| -> Result<File> {
-            let mut f = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(p)
-                .map_err(|e| io_err("reopen", p, e))?;
+        let reopen = |p: &Path, len: u64, lock: bool| -> Result<File> {
+            let mut f = if lock {
+                open_locked(p, dest, false)?
+            } else {
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(p)
+                    .map_err(|e| io_err("reopen", p, e))?
+            };
             let have = f.metadata().map_err(|e| io_err("read", p, e))?.len();
             if have < len {
                 return Err(Error::invalid_input(format!(
@@ -151,10 +337,10 @@ impl Writer {
             f.seek(SeekFrom::End(0)).map_err(|e| io_err("seek", p, e))?;
             Ok(f)
         };
-        let f = reopen(&partial, at.bytes)?;
+        let f = reopen(&partial, at.bytes, true)?;
         let ids = if matches!(format, Format::Parquet | Format::Arrow) {
             let p = with_suffix(&partial, ".ids");
-            Some((BufWriter::new(reopen(&p, at.id_bytes)?), p))
+            Some((BufWriter::new(reopen(&p, at.id_bytes, false)?), p))
         } else {
             None
         };
@@ -276,16 +462,14 @@ impl Writer {
         }
         let dim = self.dim.unwrap_or(dim);
         match &mut self.sink {
-            Sink::Stdout(w) => {
-                w.flush()
-                    .map_err(|e| io_err("write", Path::new("stdout"), e))?;
+            Sink::Stream { w, name } => {
+                w.flush().map_err(|e| io_err("write", Path::new(name), e))?;
             }
-            Sink::Memory(v) => {
-                v[..NPY_HEADER_LEN].copy_from_slice(&npy_header(self.rows, dim));
-                let mut out = std::io::stdout().lock();
-                out.write_all(v)
+            Sink::Memory { buf, out, name } => {
+                buf[..NPY_HEADER_LEN].copy_from_slice(&npy_header(self.rows, dim));
+                out.write_all(buf)
                     .and_then(|()| out.flush())
-                    .map_err(|e| io_err("write", Path::new("stdout"), e))?;
+                    .map_err(|e| io_err("write", Path::new(name), e))?;
             }
             Sink::File { w, partial, dest } => {
                 w.flush().map_err(|e| io_err("write", partial, e))?;
@@ -512,7 +696,7 @@ mod tests {
     fn resume_cuts_back_to_the_checkpoint() {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("o.jsonl");
-        let mut w = Writer::create(Some(&dest), Format::Jsonl).unwrap();
+        let mut w = Writer::create(&Dest::File(dest.clone()), Format::Jsonl).unwrap();
         w.write(0, None, &[1.0]).unwrap();
         let at = w.sync().unwrap().unwrap();
         w.write(1, None, &[2.0]).unwrap();

@@ -1249,3 +1249,267 @@ fn arrow_list_size(path: &Path) -> i32 {
         other => panic!("embedding is {other:?}"),
     }
 }
+
+/// Reads the FIFO to its end on another thread.
+fn drain_fifo(path: &Path) -> std::thread::JoinHandle<Vec<u8>> {
+    let path = path.to_owned();
+    std::thread::spawn(move || {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut std::fs::File::open(path).unwrap(), &mut v).unwrap();
+        v
+    })
+}
+
+fn is_fifo(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::symlink_metadata(path)
+        .unwrap()
+        .file_type()
+        .is_fifo()
+}
+
+#[test]
+fn output_to_a_fifo_is_written_through_and_the_fifo_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("out.fifo");
+    mkfifo(&fifo);
+    // JSONL and JSON stream into it; .npy is held until complete, as on stdout.
+    for format in ["jsonl", "json", "npy"] {
+        let reader = drain_fifo(&fifo);
+        let o = embed_guarded(
+            &[
+                "-q",
+                "-d",
+                "4",
+                "--format",
+                format,
+                "-o",
+                fifo.to_str().unwrap(),
+                "a",
+                "b",
+            ],
+            None,
+        );
+        assert!(o.status.success(), "{format}: {}", stderr(&o));
+        // (Checked before joining: the reader never ends if the FIFO was replaced.)
+        assert!(is_fifo(&fifo), "{format}: the FIFO was replaced");
+        let got = reader.join().unwrap();
+        match format {
+            "jsonl" => assert_eq!(String::from_utf8(got).unwrap().lines().count(), 2),
+            "json" => {
+                let v: serde_json::Value = serde_json::from_slice(&got).unwrap();
+                assert_eq!(v.as_array().unwrap().len(), 2);
+            }
+            _ => {
+                let npy = npyz::NpyFile::new(&got[..]).unwrap();
+                assert_eq!(npy.shape(), [2, 4]);
+            }
+        }
+        assert!(!dir.path().join("out.fifo.partial").exists());
+    }
+    // Parquet and Arrow are written whole and renamed: refused before the FIFO is opened.
+    for format in ["parquet", "arrow"] {
+        let o = embed_guarded(
+            &[
+                "-d",
+                "4",
+                "--format",
+                format,
+                "-o",
+                fifo.to_str().unwrap(),
+                "a",
+            ],
+            None,
+        );
+        assert_fails(&o, "invalid_input", "needs a regular file");
+        assert!(is_fifo(&fifo));
+    }
+    // --resume cannot continue a stream.
+    let o = embed_guarded(
+        &["-d", "4", "-o", fifo.to_str().unwrap(), "--resume", "a"],
+        None,
+    );
+    assert_fails(&o, "invalid_input", "--resume");
+    assert!(is_fifo(&fifo));
+}
+
+#[test]
+fn output_to_a_character_device_is_written_through() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = tempfile::tempdir().unwrap();
+    // A node like /dev/null of our own (mknod needs root: skipped otherwise).
+    let null = dir.path().join("null");
+    let made = Command::new("mknod")
+        .arg(&null)
+        .args(["c", "1", "3"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !made {
+        eprintln!("skipped: cannot mknod (not root)");
+        return;
+    }
+    let o = embed(&["-q", "-d", "4", "-o", null.to_str().unwrap(), "a", "b"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let t = std::fs::symlink_metadata(&null).unwrap().file_type();
+    assert!(t.is_char_device(), "the device node was replaced");
+    assert!(!dir.path().join("null.partial").exists());
+}
+
+#[test]
+fn output_through_a_symlink_writes_the_target_and_keeps_the_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let real_dir = dir.path().join("real");
+    std::fs::create_dir(&real_dir).unwrap();
+    let target = real_dir.join("v.jsonl");
+    std::fs::write(&target, "old\n").unwrap();
+    let link = dir.path().join("link.jsonl");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let o = embed(&["-q", "-d", "4", "-o", link.to_str().unwrap(), "a", "b"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(std::fs::read_link(&link).unwrap(), target);
+    assert_eq!(std::fs::read_to_string(&target).unwrap().lines().count(), 2);
+    // A relative, dangling link: its target is created, next to the link.
+    let dangling = dir.path().join("dangling.npy");
+    std::os::unix::fs::symlink("made.npy", &dangling).unwrap();
+    let o = embed(&["-q", "-d", "4", "-o", dangling.to_str().unwrap(), "a"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        std::fs::symlink_metadata(&dangling)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(read_npy(&dir.path().join("made.npy")).0, [1, 4]);
+    // Nothing is left beside the link or the target.
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .chain(std::fs::read_dir(&real_dir).unwrap())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["dangling.npy", "link.jsonl", "made.npy", "real", "v.jsonl"]
+    );
+}
+
+#[test]
+fn output_that_is_an_input_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = lines_file(dir.path(), "in.txt", 3);
+    let before = std::fs::read(&input).unwrap();
+    let link = dir.path().join("link.txt");
+    std::os::unix::fs::symlink(&input, &link).unwrap();
+    let hard = dir.path().join("hard.txt");
+    std::fs::hard_link(&input, &hard).unwrap();
+    for out in [&input, &link, &hard] {
+        let o = embed(&[
+            "-d",
+            "4",
+            "-i",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert_fails(&o, "invalid_input", "is also an input");
+        assert_eq!(std::fs::read(&input).unwrap(), before);
+    }
+    // The input given on stdin, redirected from the file.
+    let o = Command::new(env!("CARGO_BIN_EXE_embed"))
+        .args(["-d", "4", "-o", input.to_str().unwrap()])
+        .stdin(std::fs::File::open(&input).unwrap())
+        .output()
+        .unwrap();
+    assert_fails(&o, "invalid_input", "is also an input");
+    assert_eq!(std::fs::read(&input).unwrap(), before);
+    // A directory is refused up front, too.
+    let o = embed(&["-d", "4", "-o", dir.path().to_str().unwrap(), "a"]);
+    assert_fails(&o, "invalid_input", "is a directory");
+}
+
+#[test]
+fn a_second_job_on_the_same_output_is_refused_while_the_first_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("in.fifo");
+    mkfifo(&fifo);
+    let out = dir.path().join("o.jsonl");
+    // Job A reads its inputs from a FIFO, so it runs until the test closes it.
+    let a = Command::new(env!("CARGO_BIN_EXE_embed"))
+        .args([
+            "-q",
+            "-d",
+            "4",
+            "-i",
+            fifo.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Opening the FIFO returns once A has opened it: A holds its output by then.
+    let mut feed = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    let other = lines_file(dir.path(), "other.txt", 50);
+    for extra in [&[][..], &["--resume"][..]] {
+        let mut args = vec![
+            "-d",
+            "4",
+            "-i",
+            other.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let o = embed(&args);
+        assert_fails(&o, "invalid_input", "another embed job is writing");
+    }
+    feed.write_all(b"one\ntwo\nthree\n").unwrap();
+    drop(feed);
+    let o = a.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 3);
+    for (i, t) in ["one", "two", "three"].iter().enumerate() {
+        assert_eq!(floats(&rows[i]["embedding"]), vector("mock", t, 4));
+    }
+    // Once A is done, the output is free again.
+    let o = embed(&[
+        "-q",
+        "-d",
+        "4",
+        "-i",
+        other.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 50);
+}
+
+#[test]
+fn dash_and_dev_stdout_mean_stdout() {
+    for out in ["-", "/dev/stdout"] {
+        for format in ["jsonl", "npy"] {
+            let o = embed(&["-q", "-d", "4", "--format", format, "-o", out, "a", "b"]);
+            assert!(o.status.success(), "{out} {format}: {}", stderr(&o));
+            if format == "jsonl" {
+                assert_eq!(String::from_utf8(o.stdout).unwrap().lines().count(), 2);
+            } else {
+                assert_eq!(npyz::NpyFile::new(&o.stdout[..]).unwrap().shape(), [2, 4]);
+            }
+        }
+    }
+    assert!(!Path::new("/dev/stdout.partial").exists());
+}
