@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     about,
     args_conflicts_with_subcommands = true,
     after_help = "Environment: EMBEDDINGS_PROVIDER, EMBEDDINGS_MODEL, EMBEDDINGS_DIMENSIONS, \
-                  EMBEDDINGS_CONFIG, OPENAI_API_KEY, OPENAI_BASE_URL, OLLAMA_HOST.\n\
+                  EMBEDDINGS_CONFIG, OPENAI_API_KEY, OPENAI_BASE_URL, OLLAMA_HOST, RUST_LOG.\n\
                   Precedence: defaults < config file < environment < flags."
 )]
 pub(crate) struct Cli {
@@ -74,6 +74,10 @@ pub(crate) struct CommonArgs {
     /// Retries after a failed attempt, 0..=1000
     #[arg(long, value_name = "N")]
     pub(crate) max_retries: Option<String>,
+    /// Log lines on stderr: off, error, warn, info, debug, trace, or filter directives such as
+    /// "embeddings_openai=debug" [default: $RUST_LOG, else warn]
+    #[arg(long, value_name = "FILTER")]
+    pub(crate) log_level: Option<String>,
 }
 
 /// What to embed and where the vectors go.

@@ -29,6 +29,15 @@ use crate::job::Counting;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let common = match &cli.command {
+        Some(Command::Health(c)) => c,
+        Some(Command::Similarity(a)) => &a.common,
+        _ => &cli.common,
+    };
+    if let Err(e) = init_logging(common.log_level.as_deref()) {
+        eprintln!("embed: {e}");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -47,6 +56,36 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Log lines (the library's `tracing` events) on stderr, filtered by
+/// `--log-level`, else `RUST_LOG`, else `warn`. The library puts no text and
+/// no key in its events.
+fn init_logging(flag: Option<&str>) -> Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let filter = match flag {
+        Some(f) => EnvFilter::try_new(f).map_err(|e| {
+            Error::config(format!(
+                "`--log-level` = {f:?}: not a level (off, error, warn, info, debug, trace) \
+                 nor RUST_LOG directives ({e})"
+            ))
+        })?,
+        None => match std::env::var("RUST_LOG") {
+            // Set for other programs too: a value this one cannot read is
+            // a warning, not a failure.
+            Ok(v) if !v.trim().is_empty() => EnvFilter::try_new(&v).unwrap_or_else(|e| {
+                eprintln!("embed: warning: RUST_LOG = {v:?} ignored ({e}); logging warnings");
+                EnvFilter::new("warn")
+            }),
+            _ => EnvFilter::new("warn"),
+        },
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init()
+        .map_err(|e| Error::new(embeddings::ErrorKind::Internal, e.to_string()))
 }
 
 async fn run(cli: Cli) -> Result<()> {

@@ -207,3 +207,80 @@ async fn ollama_with_host_from_the_environment() {
         "{err}"
     );
 }
+
+/// `RUST_LOG=trace` and `--log-level trace` print the library's log lines on
+/// stderr, and none of them holds the API key: not on success, not on a
+/// retried 503, not on a refused key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_logs_go_to_stderr_and_never_hold_the_key() {
+    let key = "sk-trace-test-SECRET-0123456789abcdef";
+    // A server per run: each run's first request is answered 503, then retried.
+    let server = || async {
+        FakeServer::start(
+            FakeServerConfig::from_toml(&format!(
+                "api_key = \"{key}\"\n[[faults]]\ntrigger = {{ first = 1 }}\naction = {{ status = 503 }}\n"
+            ))
+            .unwrap(),
+        )
+        .await
+        .unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (input, texts) = docs(dir.path());
+    let base = |server: &FakeServer| {
+        vec![
+            "-p".to_owned(),
+            "openai".into(),
+            "--base-url".into(),
+            server.openai_base_url(),
+            "-d".into(),
+            "8".into(),
+            "-i".into(),
+            input.clone(),
+        ]
+    };
+    let runs = [
+        (vec![], vec![("RUST_LOG", "trace".to_owned())], key),
+        (vec!["--log-level".to_owned(), "trace".into()], vec![], key),
+        (
+            vec!["--log-level".to_owned(), "trace".into()],
+            vec![],
+            "sk-wrong-SECRET-key-0987654321",
+        ),
+    ];
+    for (i, (extra, mut env, used_key)) in runs.into_iter().enumerate() {
+        let server = server().await;
+        let mut args = base(&server);
+        args.extend(extra);
+        env.push(("OPENAI_API_KEY", used_key.to_owned()));
+        let o = embed(args, env).await;
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        if i < 2 {
+            check_rows(&o, "text-embedding-3-small", &texts, 8);
+            // The retried 503 is logged.
+            assert!(err.contains("retrying"), "run {i}: {err}");
+        } else {
+            assert!(!o.status.success());
+        }
+        let logged = err.lines().filter(|l| l.contains("embeddings")).count();
+        assert!(logged >= 2, "run {i}: no log lines on stderr: {err}");
+        for line in err.lines() {
+            assert!(!line.contains(used_key), "run {i}: the key in {line}");
+            assert!(
+                !line.contains("SECRET"),
+                "run {i}: part of the key in {line}"
+            );
+        }
+    }
+    // A bad --log-level is a one-line error.
+    let server = server().await;
+    let mut args = base(&server);
+    args.extend(["--log-level".to_owned(), "loud=;;=".into()]);
+    let o = embed(args, vec![("OPENAI_API_KEY", key.to_owned())]).await;
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.starts_with("embed: invalid_config: `--log-level`"),
+        "{err}"
+    );
+}
