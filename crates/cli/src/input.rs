@@ -141,6 +141,8 @@ enum Open {
         reader: Box<dyn BufRead + Send>,
         jsonl: bool,
         line: u64,
+        /// Bytes read so far.
+        offset: u64,
     },
     Csv {
         name: Arc<str>,
@@ -151,10 +153,32 @@ enum Open {
     },
 }
 
+/// Where the reading is: the source (its position in the list) and the
+/// bytes of it consumed by the items returned so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct SourcePos {
+    pub(crate) source: usize,
+    pub(crate) offset: u64,
+}
+
+impl Open {
+    /// Bytes of the source consumed by the items read so far.
+    fn offset(&self) -> u64 {
+        match self {
+            Open::Lines { offset, .. } => *offset,
+            Open::Csv { reader, .. } => reader.position().byte(),
+        }
+    }
+}
+
 /// Yields the items of every source in order. An item is `Ok(Record)` or an
 /// error naming a bad line; either way it counts as one item (its index).
 pub(crate) struct InputReader {
     sources: std::vec::IntoIter<Source>,
+    /// The position of the current source in the list (+1).
+    opened: usize,
+    /// The end of the last item returned.
+    pos: SourcePos,
     current: Option<Open>,
     args: Option<(std::vec::IntoIter<String>, u64)>,
     fields: Fields,
@@ -167,6 +191,8 @@ impl InputReader {
     pub(crate) fn new(sources: Vec<Source>, fields: Fields) -> Self {
         InputReader {
             sources: sources.into_iter(),
+            opened: 0,
+            pos: SourcePos::default(),
             current: None,
             args: None,
             fields,
@@ -181,8 +207,24 @@ impl InputReader {
         self.fatal
     }
 
+    /// Where the last item returned by [`next_item`](Self::next_item) ends.
+    pub(crate) fn position(&self) -> SourcePos {
+        self.pos
+    }
+
     /// The next item, or `None` when every source is exhausted.
     pub(crate) fn next_item(&mut self) -> Option<Result<Record>> {
+        let item = self.next_inner();
+        if let Some(open) = &self.current {
+            self.pos = SourcePos {
+                source: self.opened - 1,
+                offset: open.offset(),
+            };
+        }
+        item
+    }
+
+    fn next_inner(&mut self) -> Option<Result<Record>> {
         if self.fatal {
             return None;
         }
@@ -191,6 +233,10 @@ impl InputReader {
                 if let Some(text) = args.next() {
                     *i += 1;
                     let line = *i;
+                    self.pos = SourcePos {
+                        source: self.opened - 1,
+                        offset: line,
+                    };
                     if text.is_empty() {
                         return Some(Err(Error::invalid_input(format!(
                             "argument {line}: empty text"
@@ -217,7 +263,13 @@ impl InputReader {
                 }
                 continue;
             }
-            let opened = match self.sources.next()? {
+            let source = self.sources.next()?;
+            self.opened += 1;
+            self.pos = SourcePos {
+                source: self.opened - 1,
+                offset: 0,
+            };
+            let opened = match source {
                 Source::Args(a) => {
                     self.args = Some((a.into_iter(), 0));
                     continue;
@@ -251,6 +303,7 @@ impl InputReader {
                 reader: Box::new(BufReader::with_capacity(1 << 16, read)),
                 jsonl: format == InputFormat::Jsonl,
                 line: 0,
+                offset: 0,
             }),
             InputFormat::Csv => {
                 let mut reader = csv::ReaderBuilder::new()
@@ -301,6 +354,7 @@ fn read_item(
             reader,
             jsonl,
             line,
+            offset,
         } => {
             buf.clear();
             let n = reader.read_until(b'\n', buf).map_err(|e| {
@@ -311,6 +365,7 @@ fn read_item(
             if n == 0 {
                 return Ok(None);
             }
+            *offset += n as u64;
             *line += 1;
             if *line == 1 && buf.starts_with(UTF8_BOM) {
                 buf.drain(..UTF8_BOM.len());
@@ -468,6 +523,54 @@ mod tests {
             if want > 0 {
                 assert_eq!(recs[0].as_ref().unwrap().text, "a");
             }
+        }
+    }
+
+    #[test]
+    fn the_position_is_the_end_of_the_last_item_in_every_format() {
+        for (contents, name) in [
+            (&b"\xef\xbb\xbfone\ntwo\r\nthree"[..], "a.txt"),
+            (
+                b"{\"text\":\"one\"}\n{\"text\":\"two\"}\n{\"text\":\"three\"}\n",
+                "a.jsonl",
+            ),
+            (b"\xef\xbb\xbftext\none\n\"tw\no\"\nthree\n", "a.csv"),
+        ] {
+            let (_d, p) = file(contents, name);
+            let mut r = InputReader::new(
+                vec![Source::Args(vec!["x".into()]), Source::path(&p, None)],
+                fields(),
+            );
+            r.next_item().unwrap().unwrap();
+            assert_eq!(
+                r.position(),
+                SourcePos {
+                    source: 0,
+                    offset: 1
+                }
+            );
+            let mut ends = Vec::new();
+            while let Some(item) = r.next_item() {
+                item.unwrap();
+                ends.push(r.position());
+            }
+            // Each item ends where the next one starts: after its line end.
+            let text = std::str::from_utf8(contents).unwrap();
+            let want: Vec<u64> = match name {
+                "a.txt" => vec![7, 12, 17],
+                "a.jsonl" => vec![15, 30, 47],
+                _ => vec![12, 19, 25],
+            };
+            assert_eq!(
+                ends.iter().map(|p| p.source).collect::<Vec<_>>(),
+                [1, 1, 1],
+                "{name}"
+            );
+            assert_eq!(
+                ends.iter().map(|p| p.offset).collect::<Vec<_>>(),
+                want,
+                "{name}: {text:?}"
+            );
         }
     }
 

@@ -3,7 +3,7 @@
 //! `--resume`, progress, and the summary.
 
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,13 +13,14 @@ use embeddings::{
     Config, EmbedRequest, Embedder, Embeddings, Error, ErrorKind, Result, Wrapper, async_trait,
 };
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::args::{EmbedArgs, OnError, StatsFormat};
-use crate::input::{Fields, InputReader, Source};
-use crate::output::{Dest, Position, Writer, identity, with_suffix};
+use crate::input::{Fields, InputReader, Source, SourcePos};
+use crate::output::{Dest, Writer, identity, lock_partial, with_suffix};
 use crate::progress::Progress;
+use crate::resume::{Checkpoint, InputFiles, JobIdentity, checkpoint_path, save_checkpoint};
 
 /// How often the partial output is synced and a checkpoint saved.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
@@ -77,8 +78,12 @@ pub(crate) struct Summary {
     pub(crate) skipped: u64,
     pub(crate) skipped_inputs: Vec<String>,
     pub(crate) tokens: u64,
+    /// Requests sent to the provider (every attempt).
     pub(crate) requests: u64,
+    /// Re-attempts of a failed request.
     pub(crate) retries: u64,
+    /// Requests the provider answered with an error (retried or not).
+    pub(crate) failed_requests: u64,
     pub(crate) seconds: f64,
     pub(crate) rows_per_second: f64,
     pub(crate) resumed_from_row: Option<u64>,
@@ -105,12 +110,13 @@ impl Summary {
                     .map(|r| format!(" (resumed at row {r})"))
                     .unwrap_or_default();
                 eprintln!(
-                    "embed: {} rows{resumed}, {} skipped, {} tokens, {} requests, {} retries, {:.2} s, {:.0} rows/s{}",
+                    "embed: {} rows{resumed}, {} skipped, {} tokens, {} requests, {} retries, {} failed requests, {:.2} s, {:.0} rows/s{}",
                     self.rows,
                     self.skipped,
                     self.tokens,
                     self.requests,
                     self.retries,
+                    self.failed_requests,
                     self.seconds,
                     self.rows_per_second,
                     self.output
@@ -132,45 +138,11 @@ impl Summary {
     }
 }
 
-/// What `--resume` needs: where the job was, and proof it is the same job.
-#[derive(Debug, Serialize, Deserialize)]
-struct Checkpoint {
-    version: u32,
-    job: String,
-    /// Inputs done (written or skipped), from the start.
-    items: u64,
-    position: Position,
-    skipped: u64,
-    skipped_inputs: Vec<String>,
-    tokens: u64,
-}
-
-fn checkpoint_path(dest: &Path) -> PathBuf {
-    with_suffix(dest, ".partial.checkpoint")
-}
-
-fn save_checkpoint(dest: &Path, ck: &Checkpoint) -> Result<()> {
-    let path = checkpoint_path(dest);
-    let tmp = with_suffix(&path, ".tmp");
-    let text =
-        serde_json::to_vec(ck).map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        std::io::Write::write_all(&mut f, &text)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)
-    };
-    write().map_err(|e| {
-        Error::new(
-            ErrorKind::Internal,
-            format!("cannot save the checkpoint {}: {e}", path.display()),
-        )
-    })
-}
-
 /// A text handed to the library, with what the output needs to know about it.
 struct Pending {
     index: u64,
+    /// Where its bytes start in its source.
+    start: SourcePos,
     id: Option<Box<RawValue>>,
     /// Kept only with `--on-error skip`, to retry a failed batch one by one.
     text: Option<String>,
@@ -184,7 +156,29 @@ struct Shared {
     skipped: Vec<(u64, String)>,
     /// Reading stopped on this error.
     fatal: Option<Error>,
+    /// Inputs read (pending or done).
     read: u64,
+    /// Where the next input to read starts.
+    read_pos: SourcePos,
+}
+
+/// Whether a failed request was refused for its inputs (skippable) rather
+/// than failing for the provider's or the network's sake.
+fn is_input_error(e: &Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::InvalidInput | ErrorKind::ContextLengthExceeded
+    )
+}
+
+/// The listed bad inputs, in input order, at most `LISTED_SKIPS`.
+fn listed(before: &[String], now: &[&(u64, String)]) -> Vec<String> {
+    let mut now: Vec<&(u64, String)> = now.to_vec();
+    now.sort_by_key(|(i, _)| *i);
+    let mut v = before.to_vec();
+    v.extend(now.iter().map(|(_, m)| m.clone()));
+    v.truncate(LISTED_SKIPS);
+    v
 }
 
 /// Runs the job; returns its summary.
@@ -194,7 +188,7 @@ pub(crate) async fn run(
     config: &Config,
     args: &EmbedArgs,
     sources: Vec<Source>,
-    job_id: String,
+    job: JobIdentity,
 ) -> Result<Summary> {
     let started = Instant::now();
     let format = args.output_format();
@@ -205,6 +199,7 @@ pub(crate) async fn run(
         refuse_an_input_as_output(d, &sources)?;
     }
     let skip_mode = args.on_error == OnError::Skip;
+    let mut inputs = InputFiles::new(&sources);
 
     // Resume, or start afresh.
     let mut resumed: Option<Checkpoint> = None;
@@ -227,39 +222,38 @@ pub(crate) async fn run(
                 s.name()
             )));
         }
-        let ck_path = checkpoint_path(dest);
         if dest.is_file() && !with_suffix(dest, ".partial").exists() {
             // Complete (a checkpoint left by a crash right after the rename
             // is stale).
-            let _ = std::fs::remove_file(&ck_path);
+            let _ = std::fs::remove_file(checkpoint_path(dest));
             return Ok(Summary {
                 output: Some(dest.display().to_string()),
                 note: Some(format!("nothing to resume: {} is complete", dest.display())),
                 ..Summary::default()
             });
         }
+    }
+    // A file output: its lock first, so that no other job changes what is
+    // checked next.
+    let locked = dest.map(lock_partial).transpose()?;
+    if let (true, Some(dest)) = (args.resume, dest) {
+        let ck_path = checkpoint_path(dest);
         if ck_path.is_file() {
-            let text = std::fs::read(&ck_path).map_err(|e| {
-                Error::invalid_input(format!("cannot read {}: {e}", ck_path.display()))
+            let ck = Checkpoint::load(&ck_path, &job)?;
+            inputs.verify(&ck.inputs).map_err(|e| {
+                let msg = format!(
+                    "cannot resume: {}; run without --resume to start again",
+                    e.message()
+                );
+                e.with_message(msg)
             })?;
-            let ck: Checkpoint = serde_json::from_slice(&text).map_err(|e| {
-                Error::invalid_input(format!("{} is damaged: {e}", ck_path.display()))
-            })?;
-            if ck.job != job_id {
-                return Err(Error::invalid_input(format!(
-                    "cannot resume: {} was saved by another job ({}); this one is ({job_id}). \
-                     Run without --resume to start again",
-                    ck_path.display(),
-                    ck.job
-                )));
-            }
             resumed = Some(ck);
         }
     }
-    let mut writer = match (&resumed, dest) {
-        (Some(ck), Some(dest)) => Writer::resume(dest, format, ck.position)?,
-        _ => {
-            let w = Writer::create(&target, format)?;
+    let mut writer = match (&resumed, dest, locked) {
+        (Some(ck), Some(dest), Some(lock)) => Writer::resume(dest, format, &ck.position, lock)?,
+        (_, _, lock) => {
+            let w = Writer::create(&target, format, lock)?;
             // The output's lock is held: a checkpoint left there belongs to
             // a job that this one replaces.
             if let Some(d) = dest {
@@ -290,7 +284,9 @@ pub(crate) async fn run(
                 None => break,
             }
         }
-        shared.lock().unwrap_or_else(|p| p.into_inner()).read = ck.items;
+        let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
+        s.read = ck.items;
+        s.read_pos = reader.position();
         tokens = ck.tokens;
         skipped_before.clone_from(&ck.skipped_inputs);
         skipped_count_before = ck.skipped;
@@ -300,6 +296,7 @@ pub(crate) async fn run(
     let feed = Arc::clone(&shared);
     let texts = futures::stream::iter(std::iter::from_fn(move || {
         loop {
+            let start = reader.position();
             let item = reader.next_item()?;
             let mut s = feed.lock().unwrap_or_else(|p| p.into_inner());
             let index = s.read;
@@ -308,14 +305,17 @@ pub(crate) async fn run(
                 Ok(rec) => {
                     s.pending.push_back(Pending {
                         index,
+                        start,
                         id: rec.id,
                         text: skip_mode.then(|| rec.text.clone()),
                         at: format!("{} line {}", rec.source, rec.line),
                     });
+                    s.read_pos = reader.position();
                     return Some(rec.text);
                 }
                 Err(e) if skip_mode && !reader.is_fatal() => {
                     s.skipped.push((index, e.message().to_owned()));
+                    s.read_pos = reader.position();
                 }
                 Err(e) => {
                     // Not done: a resumed job reads this input again (fixed, one hopes).
@@ -334,27 +334,31 @@ pub(crate) async fn run(
     let mut progress = Progress::new(args.quiet, args.progress_interval, total, start_row);
     let mut last_checkpoint = Instant::now();
 
-    let checkpoint = |writer: &mut Writer, shared: &Shared, tokens: u64| -> Result<()> {
+    let checkpoint = |writer: &mut Writer,
+                      inputs: &mut InputFiles,
+                      shared: &Shared,
+                      tokens: u64|
+     -> Result<()> {
         let (Some(dest), Some(position)) = (dest, writer.sync()?) else {
             return Ok(());
         };
         // Every input before the first pending one is written or skipped.
-        let items = shared.pending.front().map_or(shared.read, |p| p.index);
+        let (items, pos) = shared
+            .pending
+            .front()
+            .map_or((shared.read, shared.read_pos), |p| (p.index, p.start));
         let skipped_now: Vec<_> = shared.skipped.iter().filter(|(i, _)| *i < items).collect();
-        let mut listed = skipped_before.clone();
-        listed.extend(skipped_now.iter().map(|(_, m)| m.clone()));
-        listed.truncate(LISTED_SKIPS);
         save_checkpoint(
             dest,
-            &Checkpoint {
-                version: 1,
-                job: job_id.clone(),
+            &Checkpoint::new(
+                job.clone(),
                 items,
                 position,
-                skipped: skipped_count_before + skipped_now.len() as u64,
-                skipped_inputs: listed,
+                inputs.prefixes(pos)?,
+                skipped_count_before + skipped_now.len() as u64,
+                listed(&skipped_before, &skipped_now),
                 tokens,
-            },
+            ),
         )
     };
 
@@ -367,11 +371,7 @@ pub(crate) async fn run(
                     (meta, Some(rows))
                 }
                 Err(e) => {
-                    let input_error = matches!(
-                        e.kind(),
-                        ErrorKind::InvalidInput | ErrorKind::ContextLengthExceeded
-                    );
-                    if !(skip_mode && input_error) {
+                    if !(skip_mode && is_input_error(&e)) {
                         return Err(e);
                     }
                     // Batches are `batch_size` texts but the last, and the
@@ -391,35 +391,43 @@ pub(crate) async fn run(
                 }
                 None => {
                     // One by one: keep what embeds, skip what the provider refuses.
-                    for p in &rows_meta {
+                    let mut metas = rows_meta.into_iter();
+                    while let Some(p) = metas.next() {
                         let text = p.text.as_deref().unwrap_or_default();
-                        match embedder.embed_documents(&[text]).await {
+                        let failed = match embedder.embed_documents(&[text]).await {
                             Ok(row) if row.len() == 1 => {
                                 tokens += row.usage().map_or(0, |u| u.prompt_tokens);
                                 writer.write(p.index, p.id.as_deref(), row.row(0))?;
+                                continue;
                             }
-                            Ok(_) => {
-                                return Err(Error::invalid_response("no vector for one input"));
-                            }
-                            Err(e)
-                                if matches!(
-                                    e.kind(),
-                                    ErrorKind::InvalidInput | ErrorKind::ContextLengthExceeded
-                                ) =>
-                            {
+                            Ok(_) => Error::invalid_response("no vector for one input"),
+                            Err(e) if is_input_error(&e) => {
                                 let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
                                 s.skipped.push((p.index, format!("{}: {}", p.at, e)));
+                                continue;
                             }
-                            Err(e) => return Err(e),
+                            Err(e) => e,
+                        };
+                        // Not done, nor the ones after it: back in front of
+                        // the queue, so that the checkpoint has them to do.
+                        let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
+                        let rest: Vec<Pending> = std::iter::once(p).chain(metas).collect();
+                        for r in rest.into_iter().rev() {
+                            s.pending.push_front(r);
                         }
+                        return Err(failed);
                     }
                 }
             }
-            let retries = counting.failures();
-            progress.update(writer.rows(), writer.rows() - start_row, tokens, retries);
+            progress.update(
+                writer.rows(),
+                writer.rows() - start_row,
+                tokens,
+                crate::retries::count(),
+            );
             if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
                 let s = shared.lock().unwrap_or_else(|p| p.into_inner());
-                checkpoint(&mut writer, &s, tokens)?;
+                checkpoint(&mut writer, &mut inputs, &s, tokens)?;
                 last_checkpoint = Instant::now();
             }
         }
@@ -441,7 +449,7 @@ pub(crate) async fn run(
         // Save what is done, so that --resume continues from here.
         let saved = {
             let s = shared.lock().unwrap_or_else(|p| p.into_inner());
-            checkpoint(&mut writer, &s, tokens)
+            checkpoint(&mut writer, &mut inputs, &s, tokens)
         };
         let hint = match (dest, saved) {
             (Some(d), Ok(())) => format!(
@@ -456,23 +464,39 @@ pub(crate) async fn run(
     }
 
     let rows = writer.rows();
-    // An empty output still has the provider's dimension (shape (0, dim)).
-    writer.finish(config.dimensions.unwrap_or_else(|| embedder.dimension()))?;
+    let s = shared.lock().unwrap_or_else(|p| p.into_inner());
+    let skipped = skipped_count_before + s.skipped.len() as u64;
+    let skipped_inputs = listed(&skipped_before, &s.skipped.iter().collect::<Vec<_>>());
+    // A dimension for an empty output (shape (0, dim)).
+    let dim = config.dimensions.unwrap_or_else(|| embedder.dimension());
+    if rows == 0 && skipped > 0 {
+        // Every input was skipped: that is a failed job, not an empty result.
+        match dest {
+            Some(d) => {
+                writer.discard();
+                let _ = std::fs::remove_file(checkpoint_path(d));
+            }
+            // A stream gets a well-formed empty output.
+            None => writer.finish(dim)?,
+        }
+        return Err(Error::invalid_input(format!(
+            "all {skipped} inputs were skipped, none was embedded (first: {}); nothing was written",
+            skipped_inputs.first().map_or("?", String::as_str)
+        )));
+    }
+    writer.finish(dim)?;
     if let Some(d) = dest {
         let _ = std::fs::remove_file(checkpoint_path(d));
     }
-    let s = shared.lock().unwrap_or_else(|p| p.into_inner());
-    let mut skipped_inputs = skipped_before;
-    skipped_inputs.extend(s.skipped.iter().map(|(_, m)| m.clone()));
-    skipped_inputs.truncate(LISTED_SKIPS);
     let seconds = started.elapsed().as_secs_f64();
     Ok(Summary {
         rows,
-        skipped: skipped_count_before + s.skipped.len() as u64,
+        skipped,
         skipped_inputs,
         tokens,
         requests: counting.requests(),
-        retries: counting.failures(),
+        retries: crate::retries::count(),
+        failed_requests: counting.failures(),
         seconds,
         rows_per_second: (rows - start_row) as f64 / seconds.max(1e-9),
         resumed_from_row: resumed.map(|_| start_row),

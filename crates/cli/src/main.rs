@@ -14,6 +14,8 @@ mod input;
 mod job;
 mod output;
 mod progress;
+mod resume;
+mod retries;
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -26,6 +28,7 @@ use embeddings::{Config, Embedder, Error, Result};
 use crate::args::{Cli, Command, CommonArgs, EmbedArgs, InputFormat, SimilarityArgs};
 use crate::input::Source;
 use crate::job::Counting;
+use crate::resume::JobIdentity;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -38,6 +41,7 @@ fn main() -> ExitCode {
         eprintln!("embed: {e}");
         return ExitCode::FAILURE;
     }
+    retries::install();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -282,17 +286,7 @@ async fn embed(common: &CommonArgs, args: &EmbedArgs) -> Result<()> {
         ));
     };
     // What must match for --resume to continue a job rather than mix two.
-    let info = embedder.info();
-    let job_id = format!(
-        "provider={} model={} dimensions={} format={:?} inputs={:?} text_field={} id_field={}",
-        info.provider,
-        info.model,
-        config.dimensions.unwrap_or(info.dimension),
-        args.output_format(),
-        args.input,
-        args.text_field,
-        args.id_field
-    );
+    let job_id = JobIdentity::new(embedder.info(), &config, args, &sources);
     let summary = job::run(embedder, counting, &config, args, sources, job_id).await?;
     if !args.quiet {
         summary.print(args.stats);

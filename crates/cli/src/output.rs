@@ -142,6 +142,13 @@ pub(crate) fn identity(path: &Path) -> Option<(u64, u64)> {
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
+/// Takes the output's lock: `<dest>.partial`, opened (created when absent,
+/// never truncated here) and locked exclusively for as long as the returned
+/// file is open. A second job on the same output is refused.
+pub(crate) fn lock_partial(dest: &Path) -> Result<File> {
+    open_locked(&with_suffix(dest, ".partial"), dest, true)
+}
+
 /// Opens `partial` (creating it when `create`) and takes an exclusive lock
 /// on it, or says that another job holds it. Nothing is truncated before the
 /// lock is held.
@@ -227,21 +234,52 @@ pub(crate) struct Writer {
     rows: u64,
     dim: Option<usize>,
     buf: Vec<u8>,
+    /// BLAKE3 of what the partial file (and the ids spool) hold.
+    hash: blake3::Hasher,
+    ids_hash: blake3::Hasher,
 }
 
-/// What a checkpoint needs to cut the output back to a whole row.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// What a checkpoint needs to cut the output back to a whole row, and to
+/// know that the partial file up to there is what this job wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Position {
     pub(crate) rows: u64,
     pub(crate) bytes: u64,
     pub(crate) id_bytes: u64,
     pub(crate) dim: Option<usize>,
+    /// BLAKE3 of the partial file's first `bytes` bytes.
+    pub(crate) blake3: String,
+    /// BLAKE3 of the ids spool's first `id_bytes` bytes (Parquet, Arrow).
+    #[serde(default)]
+    pub(crate) ids_blake3: String,
+}
+
+/// Reads `len` bytes of `f` from its start: their hash and newline count.
+fn hash_prefix(f: &mut File, len: u64, p: &Path) -> Result<(blake3::Hasher, u64)> {
+    f.seek(SeekFrom::Start(0))
+        .map_err(|e| io_err("seek", p, e))?;
+    let mut hasher = blake3::Hasher::new();
+    let mut newlines = 0u64;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut left = len;
+    while left > 0 {
+        let want = left.min(buf.len() as u64) as usize;
+        let n = f.read(&mut buf[..want]).map_err(|e| io_err("read", p, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        newlines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+        left -= n as u64;
+    }
+    Ok((hasher, newlines))
 }
 
 impl Writer {
     /// A new output: a file's `<dest>.partial` is created (emptied when
     /// there) once its lock is held.
-    pub(crate) fn create(dest: &Dest, format: Format) -> Result<Self> {
+    /// `locked`: the file output's [`lock_partial`] (taken here when `None`).
+    pub(crate) fn create(dest: &Dest, format: Format, locked: Option<File>) -> Result<Self> {
         let spooled = matches!(format, Format::Parquet | Format::Arrow);
         let stream = |out: Box<dyn Write + Send>, name: String| {
             if format == Format::Npy {
@@ -280,7 +318,10 @@ impl Writer {
             }
             Dest::File(dest) => {
                 let partial = with_suffix(dest, ".partial");
-                let f = open_locked(&partial, dest, true)?;
+                let f = match locked {
+                    Some(f) => f,
+                    None => lock_partial(dest)?,
+                };
                 f.set_len(0).map_err(|e| io_err("truncate", &partial, e))?;
                 Sink::File {
                     w: BufWriter::with_capacity(1 << 16, f),
@@ -304,6 +345,8 @@ impl Writer {
             rows: 0,
             dim: None,
             buf: Vec::with_capacity(1 << 12),
+            hash: blake3::Hasher::new(),
+            ids_hash: blake3::Hasher::new(),
         };
         match format {
             Format::Npy => w.put(&[b' '; NPY_HEADER_LEN])?,
@@ -313,37 +356,80 @@ impl Writer {
         Ok(w)
     }
 
-    /// Reopens `<output>.partial` cut back to `at` (a checkpoint).
-    pub(crate) fn resume(dest: &Path, format: Format, at: Position) -> Result<Self> {
+    /// Reopens `<output>.partial` cut back to `at` (a checkpoint), once its
+    /// lock is held and its content up to `at` is proven to be what the
+    /// checkpoint saved (its hash, and a length that fits the rows).
+    pub(crate) fn resume(dest: &Path, format: Format, at: &Position, locked: File) -> Result<Self> {
         let partial = with_suffix(dest, ".partial");
-        let reopen = |p: &Path, len: u64, lock: bool| -> Result<File> {
-            let mut f = if lock {
-                open_locked(p, dest, false)?
-            } else {
-                OpenOptions::new()
+        let mismatch = |p: &Path, why: String| {
+            Error::invalid_input(format!(
+                "cannot resume: {} does not match its checkpoint ({why}); run without --resume \
+                 to start again",
+                p.display()
+            ))
+        };
+        let reopen = |p: &Path, len: u64, digest: &str, locked: Option<File>| {
+            let mut f = match locked {
+                Some(f) => f,
+                None => OpenOptions::new()
                     .read(true)
                     .write(true)
                     .open(p)
-                    .map_err(|e| io_err("reopen", p, e))?
+                    .map_err(|e| io_err("reopen", p, e))?,
             };
             let have = f.metadata().map_err(|e| io_err("read", p, e))?.len();
             if have < len {
-                return Err(Error::invalid_input(format!(
-                    "cannot resume: {} holds {have} bytes, fewer than the {len} its checkpoint saved",
-                    p.display()
-                )));
+                return Err(mismatch(
+                    p,
+                    format!("it holds {have} bytes, fewer than the {len} saved"),
+                ));
             }
+            let (hasher, newlines) = hash_prefix(&mut f, len, p)?;
+            if hasher.finalize().to_hex().as_str() != digest {
+                return Err(mismatch(
+                    p,
+                    format!("its first {len} bytes are not those the job wrote"),
+                ));
+            }
+            Ok((f, hasher, newlines))
+        };
+        // Cut back to the checkpoint (a torn row after it goes), once
+        // everything is checked.
+        let cut = |f: &mut File, len: u64, p: &Path| -> Result<()> {
             f.set_len(len).map_err(|e| io_err("truncate", p, e))?;
             f.seek(SeekFrom::End(0)).map_err(|e| io_err("seek", p, e))?;
-            Ok(f)
+            Ok(())
         };
-        let f = reopen(&partial, at.bytes, true)?;
-        let ids = if matches!(format, Format::Parquet | Format::Arrow) {
+        let (mut f, hash, newlines) = reopen(&partial, at.bytes, &at.blake3, Some(locked))?;
+        let row_bytes = at.dim.unwrap_or(0) as u64 * 4;
+        // The saved length must be that of the saved rows.
+        let fits = match format {
+            Format::Npy => at.bytes == NPY_HEADER_LEN as u64 + at.rows * row_bytes,
+            Format::Parquet | Format::Arrow => at.bytes == at.rows * row_bytes,
+            Format::Jsonl => newlines == at.rows,
+            Format::Json => at.bytes >= 1 && newlines == at.rows.saturating_sub(1),
+        };
+        if !fits {
+            return Err(mismatch(
+                &partial,
+                format!("{} bytes cannot hold the {} rows saved", at.bytes, at.rows),
+            ));
+        }
+        let (ids, ids_hash) = if matches!(format, Format::Parquet | Format::Arrow) {
             let p = with_suffix(&partial, ".ids");
-            Some((BufWriter::new(reopen(&p, at.id_bytes, false)?), p))
+            let (mut f, h, lines) = reopen(&p, at.id_bytes, &at.ids_blake3, None)?;
+            if lines != at.rows {
+                return Err(mismatch(
+                    &p,
+                    format!("{lines} ids for {} rows saved", at.rows),
+                ));
+            }
+            cut(&mut f, at.id_bytes, &p)?;
+            (Some((BufWriter::new(f), p)), h)
         } else {
-            None
+            (None, blake3::Hasher::new())
         };
+        cut(&mut f, at.bytes, &partial)?;
         Ok(Writer {
             sink: Sink::File {
                 w: BufWriter::with_capacity(1 << 16, f),
@@ -355,10 +441,15 @@ impl Writer {
             rows: at.rows,
             dim: at.dim,
             buf: Vec::with_capacity(1 << 12),
+            hash,
+            ids_hash,
         })
     }
 
     fn put(&mut self, bytes: &[u8]) -> Result<()> {
+        if let Sink::File { .. } = self.sink {
+            self.hash.update(bytes);
+        }
         self.sink
             .writer()
             .write_all(bytes)
@@ -414,6 +505,7 @@ impl Writer {
                 line.extend_from_slice(id.get().as_bytes());
             }
             line.push(b'\n');
+            self.ids_hash.update(&line);
             w.write_all(&line).map_err(|e| io_err("write", p, e))?;
         }
         self.rows += 1;
@@ -450,7 +542,19 @@ impl Writer {
             bytes,
             id_bytes,
             dim: self.dim,
+            blake3: self.hash.clone().finalize().to_hex().to_string(),
+            ids_blake3: self.ids_hash.clone().finalize().to_hex().to_string(),
         }))
+    }
+
+    /// Gives the output up: a file output's partial files are removed.
+    pub(crate) fn discard(self) {
+        if let Sink::File { partial, .. } = &self.sink {
+            let _ = std::fs::remove_file(partial);
+            if let Some((_, ids)) = &self.ids {
+                let _ = std::fs::remove_file(ids);
+            }
+        }
     }
 
     /// Completes the output: npy header, closing bracket, or conversion to
@@ -696,7 +800,7 @@ mod tests {
     fn resume_cuts_back_to_the_checkpoint() {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("o.jsonl");
-        let mut w = Writer::create(&Dest::File(dest.clone()), Format::Jsonl).unwrap();
+        let mut w = Writer::create(&Dest::File(dest.clone()), Format::Jsonl, None).unwrap();
         w.write(0, None, &[1.0]).unwrap();
         let at = w.sync().unwrap().unwrap();
         w.write(1, None, &[2.0]).unwrap();
@@ -707,7 +811,8 @@ mod tests {
         let mut f = OpenOptions::new().append(true).open(&partial).unwrap();
         f.write_all(b"{\"index\":2,\"embe").unwrap();
         drop(f);
-        let mut w = Writer::resume(&dest, Format::Jsonl, at).unwrap();
+        let lock = lock_partial(&dest).unwrap();
+        let mut w = Writer::resume(&dest, Format::Jsonl, &at, lock).unwrap();
         assert_eq!(w.rows(), 1);
         w.write(1, None, &[3.0]).unwrap();
         w.finish(1).unwrap();

@@ -1513,3 +1513,334 @@ fn dash_and_dev_stdout_mean_stdout() {
     }
     assert!(!Path::new("/dev/stdout.partial").exists());
 }
+
+/// A job over `input` that stops after rows 0..4 (the mock fails its third
+/// call, batches of 2): its partial output and checkpoint stay for --resume.
+/// Returns the arguments of the same job without the fault (`resume`).
+fn stopped_job(dir: &Path, input: &Path, out: &Path) -> Vec<String> {
+    let failing = dir.join("failing.toml");
+    std::fs::write(
+        &failing,
+        "dimensions = 4\n[retry]\nenabled = false\n[mock]\nfail_on_calls = [3]\n[batch]\nmax_batch_size = 2\nconcurrency = 1\n",
+    )
+    .unwrap();
+    let fixed = dir.join("fixed.toml");
+    std::fs::write(
+        &fixed,
+        "dimensions = 4\n[batch]\nmax_batch_size = 2\nconcurrency = 1\n",
+    )
+    .unwrap();
+    let args = |cfg: &Path| {
+        vec![
+            "-q".to_owned(),
+            "-c".into(),
+            cfg.to_str().unwrap().into(),
+            "-i".into(),
+            input.to_str().unwrap().into(),
+            "-o".into(),
+            out.to_str().unwrap().into(),
+        ]
+    };
+    let o = embed(
+        &args(&failing)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("4 rows are saved"), "{}", stderr(&o));
+    args(&fixed)
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn checkpoint_of(out: &Path) -> std::path::PathBuf {
+    let mut p = out.as_os_str().to_owned();
+    p.push(".partial.checkpoint");
+    p.into()
+}
+
+fn partial_of(out: &Path) -> std::path::PathBuf {
+    let mut p = out.as_os_str().to_owned();
+    p.push(".partial");
+    p.into()
+}
+
+/// The rows of a JSONL output are the mock vectors of `line number i`, in order.
+fn assert_lines_output(out: &Path, n: usize) {
+    let text = std::fs::read_to_string(out).unwrap();
+    let rows: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), n);
+    for (i, r) in rows.iter().enumerate() {
+        assert_eq!(r["index"], i);
+        assert_eq!(
+            floats(&r["embedding"]),
+            vector("mock", &format!("line number {i}"), 4),
+            "row {i}"
+        );
+    }
+}
+
+#[test]
+fn resume_refuses_changed_inputs_formats_and_texts_and_says_what_differs() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = lines_file(dir.path(), "in.txt", 10);
+    let original = std::fs::read(&input).unwrap();
+    let out = dir.path().join("o.jsonl");
+    let resume = {
+        let mut a = stopped_job(dir.path(), &input, &out);
+        a.push("--resume".into());
+        a
+    };
+    let saved_partial = std::fs::read(partial_of(&out)).unwrap();
+    let saved_checkpoint = std::fs::read(checkpoint_of(&out)).unwrap();
+    // The input rewritten within the saved prefix (same length).
+    std::fs::write(
+        &input,
+        String::from_utf8(original.clone())
+            .unwrap()
+            .replacen("line number 1", "line NUMBER 1", 1),
+    )
+    .unwrap();
+    let o = embed(&strs(&resume));
+    assert_fails(&o, "invalid_input", "in.txt changed: its first");
+    assert!(
+        stderr(&o).contains("which the saved rows were made from"),
+        "{}",
+        stderr(&o)
+    );
+    // Another input format.
+    std::fs::write(&input, &original).unwrap();
+    let mut other_format = resume.clone();
+    other_format.extend(["--input-format".into(), "csv".into()]);
+    let o = embed(&strs(&other_format));
+    assert_fails(&o, "invalid_input", "saved by another job (inputs: ");
+    assert!(
+        stderr(&o).contains("(lines) then,") && stderr(&o).contains("(csv) now"),
+        "{}",
+        stderr(&o)
+    );
+    // Other field names, another output format, another model: each named.
+    for (extra, what) in [
+        (
+            &["--text-field", "body"][..],
+            "--text-field: \"text\" then, \"body\" now",
+        ),
+        (
+            &["--format", "json"][..],
+            "output format: jsonl then, json now",
+        ),
+        (&["-m", "other"][..], "model: \"mock\" then, \"other\" now"),
+    ] {
+        let mut a = resume.clone();
+        a.extend(extra.iter().map(|s| (*s).to_owned()));
+        assert_fails(&embed(&strs(&a)), "invalid_input", what);
+    }
+    // Nothing was touched by the refusals.
+    assert_eq!(std::fs::read(partial_of(&out)).unwrap(), saved_partial);
+    assert_eq!(
+        std::fs::read(checkpoint_of(&out)).unwrap(),
+        saved_checkpoint
+    );
+    // The input written again with the same bytes (a new mtime): the same job.
+    std::fs::write(&input, &original).unwrap();
+    let o = embed(&strs(&resume));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_lines_output(&out, 10);
+
+    // TEXT arguments.
+    let out = dir.path().join("t.jsonl");
+    let cfg = dir.path().join("failing.toml");
+    let texts = ["a", "b", "c", "d", "e", "f"];
+    let mut args = vec![
+        "-q",
+        "-c",
+        cfg.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    args.extend(texts);
+    assert!(!embed(&args).status.success());
+    let fixed = dir.path().join("fixed.toml");
+    let mut other = vec![
+        "-q",
+        "-c",
+        fixed.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--resume",
+    ];
+    other.extend(["a", "b", "c", "d", "X", "Y"]);
+    assert_fails(&embed(&other), "invalid_input", "the TEXT arguments differ");
+    let mut same = vec![
+        "-q",
+        "-c",
+        fixed.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--resume",
+    ];
+    same.extend(texts);
+    let o = embed(&same);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 6);
+    for (i, t) in texts.iter().enumerate() {
+        assert_eq!(floats(&rows[i]["embedding"]), vector("mock", t, 4));
+    }
+}
+
+#[test]
+fn a_new_job_on_the_same_output_removes_the_old_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = lines_file(dir.path(), "in.txt", 10);
+    let out = dir.path().join("o.jsonl");
+    let resume = {
+        let mut a = stopped_job(dir.path(), &input, &out);
+        a.push("--resume".into());
+        a
+    };
+    // Job B on the same output, from a FIFO kept open: it writes rows, then
+    // waits for more input, and is killed before its first checkpoint.
+    let fifo = dir.path().join("b.fifo");
+    mkfifo(&fifo);
+    let mut b = Command::new(env!("CARGO_BIN_EXE_embed"))
+        // Small batches, one at a time: B writes the rows of every batch it
+        // can fill, then waits in its read of the FIFO.
+        .args(["-q", "-d", "4", "--batch-size", "10", "--concurrency", "1"])
+        .args(["-i", fifo.to_str().unwrap(), "-o", out.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut feed = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    let mut text = String::new();
+    for i in 0..3000 {
+        text.push_str(&format!("job B line {i}\n"));
+    }
+    feed.write_all(text.as_bytes()).unwrap();
+    // B has opened its output before reading its input: its lock is held
+    // and the old checkpoint is gone, whatever B does next.
+    while std::fs::metadata(partial_of(&out)).map_or(0, |m| m.len()) < 65_536 {
+        assert!(b.try_wait().unwrap().is_none(), "job B ended early");
+        std::thread::yield_now();
+    }
+    b.kill().unwrap();
+    b.wait().unwrap();
+    drop(feed);
+    if let Ok(text) = std::fs::read_to_string(checkpoint_of(&out)) {
+        assert!(
+            !text.contains("in.txt"),
+            "job A's checkpoint survived job B: {text}"
+        );
+    }
+    // A resumed: never B's rows in A's output (here: no checkpoint of A,
+    // so the job starts again from its first input).
+    let o = embed(&strs(&resume));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_lines_output(&out, 10);
+}
+
+#[test]
+fn resume_refuses_a_damaged_checkpoint_or_partial_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = lines_file(dir.path(), "in.txt", 10);
+    for name in ["o.jsonl", "o.json", "o.npy", "o.parquet"] {
+        let out = dir.path().join(name);
+        let resume = {
+            let mut a = stopped_job(dir.path(), &input, &out);
+            a.push("--resume".into());
+            a
+        };
+        let ck_path = checkpoint_of(&out);
+        let saved: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&ck_path).unwrap()).unwrap();
+        assert_eq!(saved["items"], 4, "{name}");
+        let partial = std::fs::read(partial_of(&out)).unwrap();
+        let write_ck = |v: &serde_json::Value| {
+            std::fs::write(&ck_path, serde_json::to_vec(v).unwrap()).unwrap()
+        };
+        // An item count ahead of the rows.
+        let mut ahead = saved.clone();
+        ahead["items"] = 1004.into();
+        write_ck(&ahead);
+        assert_fails(
+            &embed(&strs(&resume)),
+            "invalid_input",
+            "is damaged (it counts 1004 inputs done, but 4 rows and 0 skipped)",
+        );
+        // Items and rows raised together: the partial file cannot hold them.
+        let mut both = saved.clone();
+        both["items"] = 1004.into();
+        both["position"]["rows"] = 1004.into();
+        write_ck(&both);
+        assert_fails(
+            &embed(&strs(&resume)),
+            "invalid_input",
+            "cannot hold the 1004 rows saved",
+        );
+        write_ck(&saved);
+        // A flipped byte in the partial file before the checkpoint's end.
+        let mut flipped = partial.clone();
+        let at = flipped.len() / 2;
+        flipped[at] ^= 0x01;
+        std::fs::write(partial_of(&out), &flipped).unwrap();
+        assert_fails(
+            &embed(&strs(&resume)),
+            "invalid_input",
+            "are not those the job wrote",
+        );
+        // Undamaged, it resumes.
+        std::fs::write(partial_of(&out), &partial).unwrap();
+        let o = embed(&strs(&resume));
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        if name == "o.jsonl" {
+            assert_lines_output(&out, 10);
+        }
+    }
+    let (shape, values) = read_npy(&dir.path().join("o.npy"));
+    assert_eq!(shape, [10, 4]);
+    assert_eq!(
+        &values[9 * 4..],
+        vector("mock", "line number 9", 4).as_slice()
+    );
+    assert_eq!(arrow_rows(&dir.path().join("o.parquet")).len(), 10);
+}
+
+#[test]
+fn on_error_skip_fails_a_job_whose_every_input_was_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("in.jsonl");
+    std::fs::write(&p, "not json\n{\"id\":1}\n{\"text\":\"\"}\n").unwrap();
+    let out = dir.path().join("o.jsonl");
+    let o = embed(&[
+        "-d",
+        "4",
+        "-i",
+        p.to_str().unwrap(),
+        "--on-error",
+        "skip",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_fails(
+        &o,
+        "invalid_input",
+        "all 3 inputs were skipped, none was embedded (first: ",
+    );
+    assert!(stderr(&o).contains("in.jsonl line 1"), "{}", stderr(&o));
+    assert!(!out.exists() && !partial_of(&out).exists() && !checkpoint_of(&out).exists());
+    // On stdout too (nothing but rows there: none).
+    let o = embed(&["-d", "4", "-i", p.to_str().unwrap(), "--on-error", "skip"]);
+    assert_fails(&o, "invalid_input", "all 3 inputs were skipped");
+    assert!(o.stdout.is_empty());
+}

@@ -284,3 +284,179 @@ async fn trace_logs_go_to_stderr_and_never_hold_the_key() {
         "{err}"
     );
 }
+
+fn faulty_server_config(faults: &str) -> FakeServerConfig {
+    FakeServerConfig::from_toml(faults).unwrap()
+}
+
+/// `--on-error skip`: a batch refused (400) is retried one input at a time;
+/// an input refused alone is skipped, listed and counted; an input whose
+/// request failed for another reason (503, retries off) stops the job and is
+/// embedded on `--resume`, never lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skipped_inputs_stay_skipped_and_failed_ones_are_embedded_on_resume() {
+    // Request 1: the batch of 4 -> 400; 2: input 0 -> ok; 3: input 1 -> 400
+    // (skipped); 4: input 2 -> 503 (the job stops); later requests succeed.
+    let server = FakeServer::start(faulty_server_config(
+        "[[faults]]\ntrigger = { nth = 1 }\naction = { status = 400 }\n\
+         [[faults]]\ntrigger = { nth = 3 }\naction = { status = 400 }\n\
+         [[faults]]\ntrigger = { nth = 4 }\naction = { status = 503 }\n",
+    ))
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let texts: Vec<String> = (0..4).map(|i| format!("input {i}")).collect();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, texts.join("\n") + "\n").unwrap();
+    let out = dir.path().join("o.jsonl");
+    let args = |extra: &[&str]| {
+        let mut v: Vec<String> = [
+            "-p",
+            "openai",
+            "-d",
+            "8",
+            "--batch-size",
+            "4",
+            "--concurrency",
+            "1",
+            "--max-retries",
+            "0",
+            "--on-error",
+            "skip",
+            "--stats",
+            "json",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        v.extend([
+            "--base-url".to_owned(),
+            server.openai_base_url(),
+            "-i".into(),
+            input.to_str().unwrap().into(),
+            "-o".into(),
+            out.to_str().unwrap().into(),
+        ]);
+        v.extend(extra.iter().map(|s| (*s).to_owned()));
+        v
+    };
+    let env = || vec![("OPENAI_API_KEY", "sk-test".to_owned())];
+    let o = embed(args(&[]), env()).await;
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("embed: unavailable: ") && err.contains("rerun with --resume"),
+        "{err}"
+    );
+    let o = embed(args(&["--resume"]), env()).await;
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{err}");
+    let stats: serde_json::Value = serde_json::from_str(err.trim()).unwrap();
+    assert_eq!(stats["rows"], 3, "{err}");
+    assert_eq!(stats["skipped"], 1, "{err}");
+    assert!(
+        stats["skipped_inputs"][0]
+            .as_str()
+            .unwrap()
+            .contains("in.txt line 2"),
+        "{err}"
+    );
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let indices: Vec<u64> = rows.iter().map(|r| r["index"].as_u64().unwrap()).collect();
+    assert_eq!(indices, [0, 2, 3]);
+    for r in &rows {
+        let i = r["index"].as_u64().unwrap() as usize;
+        let got: Vec<f32> = r["embedding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect();
+        let want = vector("text-embedding-3-small", &texts[i], 8);
+        assert!(
+            got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-5),
+            "row {i}"
+        );
+    }
+}
+
+/// A server that refuses every request: with `--on-error skip` every input
+/// is skipped, and that is a failed job; the summary counts the failed
+/// requests apart from the retries (re-attempts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_every_input_is_skipped_fails_and_failures_are_not_retries() {
+    let server = FakeServer::start(faulty_server_config(
+        "[[faults]]\naction = { status = 400 }\n",
+    ))
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (input, texts) = docs(dir.path());
+    let base = |extra: &[&str]| {
+        let mut v: Vec<String> = [
+            "-p",
+            "openai",
+            "-d",
+            "8",
+            "--batch-size",
+            "4",
+            "--concurrency",
+            "1",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        v.extend([
+            "--base-url".to_owned(),
+            server.openai_base_url(),
+            "-i".into(),
+            input.clone(),
+        ]);
+        v.extend(extra.iter().map(|s| (*s).to_owned()));
+        v
+    };
+    let env = || vec![("OPENAI_API_KEY", "sk-test".to_owned())];
+    let o = embed(base(&["--on-error", "skip"]), env()).await;
+    assert!(!o.status.success());
+    assert!(o.stdout.is_empty());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "embed: invalid_input: all {} inputs were skipped",
+            texts.len()
+        )),
+        "{err}"
+    );
+    // The counts, on a job that gets some rows: a 503 retried once, then a 400.
+    let server = FakeServer::start(faulty_server_config(
+        "[[faults]]\ntrigger = { nth = 1 }\naction = { status = 503 }\n\
+         [[faults]]\ntrigger = { nth = 2 }\naction = { status = 400 }\n",
+    ))
+    .await
+    .unwrap();
+    let mut args = base(&[
+        "--on-error",
+        "skip",
+        "--stats",
+        "json",
+        "--max-retries",
+        "1",
+    ]);
+    let at = args.iter().position(|a| a == "--base-url").unwrap();
+    args[at + 1] = server.openai_base_url();
+    let o = embed(args, env()).await;
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{err}");
+    let stats: serde_json::Value = serde_json::from_str(err.trim()).unwrap();
+    // Batch 1 (4 inputs): 503, retried: 400, then one by one (4 requests);
+    // batch 2 (3 inputs): 1 request. 7 requests, 2 failed, 1 retry.
+    assert_eq!(stats["rows"], texts.len(), "{err}");
+    assert_eq!(stats["requests"], 7, "{err}");
+    assert_eq!(stats["failed_requests"], 2, "{err}");
+    assert_eq!(stats["retries"], 1, "{err}");
+}
