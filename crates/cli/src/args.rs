@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use embeddings::{Config, InputType, OutputType};
 
 /// Embed texts with any registered provider (offline `mock` by default).
 #[derive(Debug, Parser)]
@@ -104,6 +105,14 @@ pub(crate) struct EmbedArgs {
     /// Output format [default: by --output extension, else jsonl]
     #[arg(long, value_enum)]
     pub(crate) format: Option<Format>,
+    /// What the inputs are for (sent to providers that take it, else a configured prompt)
+    /// [default: the config file's input_type, else document]
+    #[arg(long, value_enum, value_name = "TYPE")]
+    pub(crate) input_type: Option<InputTypeArg>,
+    /// How vectors come back: f32, int8, uint8, or bits packed 8 per byte (binary: as int8,
+    /// ubinary: as uint8) [default: the config file's output_type, else f32]
+    #[arg(long, value_enum, value_name = "TYPE")]
+    pub(crate) output_type: Option<OutputTypeArg>,
     /// Continue a job that stopped, from its last saved row (needs --output)
     #[arg(long)]
     pub(crate) resume: bool,
@@ -122,6 +131,21 @@ pub(crate) struct EmbedArgs {
 }
 
 impl EmbedArgs {
+    /// The input and output types of every request: flags, else the config file, else
+    /// document and f32.
+    pub(crate) fn request_types(&self, config: &Config) -> (InputType, OutputType) {
+        (
+            self.input_type
+                .map(InputType::from)
+                .or(config.input_type)
+                .unwrap_or_default(),
+            self.output_type
+                .map(OutputType::from)
+                .or(config.output_type)
+                .unwrap_or_default(),
+        )
+    }
+
     /// The output format: `--format`, else by the output file's extension, else jsonl.
     pub(crate) fn output_format(&self) -> Format {
         if let Some(f) = self.format {
@@ -150,9 +174,9 @@ pub(crate) enum Format {
     Jsonl,
     /// One JSON array of those objects.
     Json,
-    /// NumPy .npy, float32, shape (N, D).
+    /// NumPy .npy, shape (N, D): float32, or int8/uint8 (packed bits: N × ceil(D/8) bytes).
     Npy,
-    /// Parquet: index (uint64), id (utf8, nullable), embedding (fixed-size list of float32).
+    /// Parquet: index (uint64), id (utf8, nullable), embedding (fixed-size list of float32, int8 or uint8).
     Parquet,
     /// Arrow IPC file, same columns as parquet.
     Arrow,
@@ -185,4 +209,58 @@ pub(crate) enum StatsFormat {
     Text,
     /// One JSON object for machines.
     Json,
+}
+
+/// `--input-type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum InputTypeArg {
+    /// Texts to be searched.
+    Document,
+    /// Search queries.
+    Query,
+    /// Texts to be classified.
+    Classification,
+    /// Texts to be clustered.
+    Clustering,
+    /// Texts compared with each other.
+    Similarity,
+}
+
+impl From<InputTypeArg> for InputType {
+    fn from(t: InputTypeArg) -> Self {
+        match t {
+            InputTypeArg::Document => InputType::Document,
+            InputTypeArg::Query => InputType::Query,
+            InputTypeArg::Classification => InputType::Classification,
+            InputTypeArg::Clustering => InputType::Clustering,
+            InputTypeArg::Similarity => InputType::Similarity,
+        }
+    }
+}
+
+/// `--output-type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum OutputTypeArg {
+    /// 32-bit floats.
+    F32,
+    /// Signed bytes, one per dimension.
+    Int8,
+    /// Unsigned bytes, one per dimension.
+    Uint8,
+    /// One bit per dimension, packed 8 per byte, stored as signed bytes.
+    Binary,
+    /// One bit per dimension, packed 8 per byte.
+    Ubinary,
+}
+
+impl From<OutputTypeArg> for OutputType {
+    fn from(t: OutputTypeArg) -> Self {
+        match t {
+            OutputTypeArg::F32 => OutputType::F32,
+            OutputTypeArg::Int8 => OutputType::Int8,
+            OutputTypeArg::Uint8 => OutputType::Uint8,
+            OutputTypeArg::Binary => OutputType::Binary,
+            OutputTypeArg::Ubinary => OutputType::Ubinary,
+        }
+    }
 }

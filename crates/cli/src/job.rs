@@ -199,6 +199,7 @@ pub(crate) async fn run(
         refuse_an_input_as_output(d, &sources)?;
     }
     let skip_mode = args.on_error == OnError::Skip;
+    let (input_type, output_type) = args.request_types(config);
     let mut inputs = InputFiles::new(&sources);
 
     // Resume, or start afresh.
@@ -251,9 +252,11 @@ pub(crate) async fn run(
         }
     }
     let mut writer = match (&resumed, dest, locked) {
-        (Some(ck), Some(dest), Some(lock)) => Writer::resume(dest, format, &ck.position, lock)?,
+        (Some(ck), Some(dest), Some(lock)) => {
+            Writer::resume(dest, format, output_type, &ck.position, lock)?
+        }
         (_, _, lock) => {
-            let w = Writer::create(&target, format, lock)?;
+            let w = Writer::create(&target, format, output_type, lock)?;
             // The output's lock is held: a checkpoint left there belongs to
             // a job that this one replaces.
             if let Some(d) = dest {
@@ -329,7 +332,10 @@ pub(crate) async fn run(
     // A batch of the stream is never larger than one request may be, so
     // that a huge --batch-size does not hold more rows than a request returns.
     let batch_size = BatchLimits::new(embedder.info(), &config.batch).max_batch_size;
-    let options = StreamOptions::from_config(&config.batch).batch_size(batch_size);
+    let options = StreamOptions::from_config(&config.batch)
+        .batch_size(batch_size)
+        .input_type(input_type)
+        .output_type(output_type);
     let mut batches = embed_stream(Arc::clone(&embedder), texts, options);
     let mut progress = Progress::new(args.quiet, args.progress_interval, total, start_row);
     let mut last_checkpoint = Instant::now();
@@ -385,8 +391,8 @@ pub(crate) async fn run(
             match rows {
                 Some(rows) => {
                     tokens += rows.usage().map_or(0, |u| u.prompt_tokens);
-                    for (p, row) in rows_meta.iter().zip(rows.iter()) {
-                        writer.write(p.index, p.id.as_deref(), row)?;
+                    for (i, p) in rows_meta.iter().enumerate() {
+                        writer.write(p.index, p.id.as_deref(), rows.row_ref(i))?;
                     }
                 }
                 None => {
@@ -394,10 +400,14 @@ pub(crate) async fn run(
                     let mut metas = rows_meta.into_iter();
                     while let Some(p) = metas.next() {
                         let text = p.text.as_deref().unwrap_or_default();
-                        let failed = match embedder.embed_documents(&[text]).await {
+                        let one = [text];
+                        let request = EmbedRequest::new(&one)
+                            .with_input_type(input_type)
+                            .with_output_type(output_type);
+                        let failed = match embedder.embed(request).await {
                             Ok(row) if row.len() == 1 => {
                                 tokens += row.usage().map_or(0, |u| u.prompt_tokens);
-                                writer.write(p.index, p.id.as_deref(), row.row(0))?;
+                                writer.write(p.index, p.id.as_deref(), row.row_ref(0))?;
                                 continue;
                             }
                             Ok(_) => Error::invalid_response("no vector for one input"),

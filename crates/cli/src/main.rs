@@ -23,7 +23,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use embeddings::{Config, Embedder, Error, Result};
+use embeddings::{Config, EmbedRequest, Embedder, Error, InputType, Result};
 
 use crate::args::{Cli, Command, CommonArgs, EmbedArgs, InputFormat, SimilarityArgs};
 use crate::input::Source;
@@ -231,13 +231,20 @@ async fn health(common: &CommonArgs) -> Result<()> {
 }
 
 async fn similarity(args: &SimilarityArgs) -> Result<()> {
-    let (embedder, _) = build(&load_config(&args.common)?)?;
+    let config = load_config(&args.common)?;
+    let (embedder, _) = build(&config)?;
     let mut texts: Vec<&str> = vec![args.first.as_str()];
     texts.extend(args.others.iter().map(String::as_str));
     if let Some(i) = texts.iter().position(|t| t.is_empty()) {
         return Err(Error::invalid_input(format!("text {} is empty", i + 1)));
     }
-    let rows = embedder.embed_documents(&texts).await?;
+    // Texts compared with each other: the similarity input type, unless the
+    // config file says otherwise; f32 rows (a cosine of quantized rows would
+    // not be the cosine of the vectors).
+    let input_type = config.input_type.unwrap_or(InputType::Similarity);
+    let rows = embedder
+        .embed(EmbedRequest::new(&texts).with_input_type(input_type))
+        .await?;
     let a = rows.row(0);
     for (i, other) in args.others.iter().enumerate() {
         println!("{:.6}\t{other}", cosine(a, rows.row(i + 1)));
@@ -285,6 +292,9 @@ async fn embed(common: &CommonArgs, args: &EmbedArgs) -> Result<()> {
             "nothing to embed: give TEXT arguments, --input FILE, or pipe text on stdin",
         ));
     };
+    // Discovery first: what the server advertises (dimension, limits) is
+    // part of the job's identity and of its plan.
+    embedder.prepare().await?;
     // What must match for --resume to continue a job rather than mix two.
     let job_id = JobIdentity::new(embedder.info(), &config, args, &sources);
     let summary = job::run(embedder, counting, &config, args, sources, job_id).await?;

@@ -22,7 +22,7 @@ use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use embeddings::{Error, ErrorKind, Result};
+use embeddings::{Error, ErrorKind, OutputType, Result, RowRef};
 use serde_json::value::RawValue;
 
 use crate::args::Format;
@@ -231,7 +231,10 @@ pub(crate) struct Writer {
     /// Parquet/Arrow: index and id of each spooled row.
     ids: Option<(BufWriter<File>, PathBuf)>,
     format: Format,
+    /// f32, or bytes of a quantized type.
+    output: OutputType,
     rows: u64,
+    /// Elements per row (floats, or bytes: `dim / 8` rounded up when packed).
     dim: Option<usize>,
     buf: Vec<u8>,
     /// BLAKE3 of what the partial file (and the ids spool) hold.
@@ -246,6 +249,7 @@ pub(crate) struct Position {
     pub(crate) rows: u64,
     pub(crate) bytes: u64,
     pub(crate) id_bytes: u64,
+    /// Elements per row.
     pub(crate) dim: Option<usize>,
     /// BLAKE3 of the partial file's first `bytes` bytes.
     pub(crate) blake3: String,
@@ -279,7 +283,12 @@ impl Writer {
     /// A new output: a file's `<dest>.partial` is created (emptied when
     /// there) once its lock is held.
     /// `locked`: the file output's [`lock_partial`] (taken here when `None`).
-    pub(crate) fn create(dest: &Dest, format: Format, locked: Option<File>) -> Result<Self> {
+    pub(crate) fn create(
+        dest: &Dest,
+        format: Format,
+        output: OutputType,
+        locked: Option<File>,
+    ) -> Result<Self> {
         let spooled = matches!(format, Format::Parquet | Format::Arrow);
         let stream = |out: Box<dyn Write + Send>, name: String| {
             if format == Format::Npy {
@@ -342,6 +351,7 @@ impl Writer {
             sink,
             ids,
             format,
+            output,
             rows: 0,
             dim: None,
             buf: Vec::with_capacity(1 << 12),
@@ -359,7 +369,13 @@ impl Writer {
     /// Reopens `<output>.partial` cut back to `at` (a checkpoint), once its
     /// lock is held and its content up to `at` is proven to be what the
     /// checkpoint saved (its hash, and a length that fits the rows).
-    pub(crate) fn resume(dest: &Path, format: Format, at: &Position, locked: File) -> Result<Self> {
+    pub(crate) fn resume(
+        dest: &Path,
+        format: Format,
+        output: OutputType,
+        at: &Position,
+        locked: File,
+    ) -> Result<Self> {
         let partial = with_suffix(dest, ".partial");
         let mismatch = |p: &Path, why: String| {
             Error::invalid_input(format!(
@@ -401,7 +417,7 @@ impl Writer {
             Ok(())
         };
         let (mut f, hash, newlines) = reopen(&partial, at.bytes, &at.blake3, Some(locked))?;
-        let row_bytes = at.dim.unwrap_or(0) as u64 * 4;
+        let row_bytes = (at.dim.unwrap_or(0) * output.element_size()) as u64;
         // The saved length must be that of the saved rows.
         let fits = match format {
             Format::Npy => at.bytes == NPY_HEADER_LEN as u64 + at.rows * row_bytes,
@@ -438,6 +454,7 @@ impl Writer {
             },
             ids,
             format,
+            output,
             rows: at.rows,
             dim: at.dim,
             buf: Vec::with_capacity(1 << 12),
@@ -461,17 +478,36 @@ impl Writer {
         self.rows
     }
 
-    /// Appends one row (`index`: its input position).
-    pub(crate) fn write(&mut self, index: u64, id: Option<&RawValue>, row: &[f32]) -> Result<()> {
+    /// Appends one row (`index`: its input position) of the writer's output type.
+    pub(crate) fn write(
+        &mut self,
+        index: u64,
+        id: Option<&RawValue>,
+        row: RowRef<'_>,
+    ) -> Result<()> {
+        let len = match row {
+            RowRef::F32(r) => r.len(),
+            RowRef::I8(r) => r.len(),
+            RowRef::U8(r) => r.len(),
+        };
+        let expected = matches!(
+            (row, self.output),
+            (RowRef::F32(_), OutputType::F32)
+                | (RowRef::I8(_), OutputType::Int8 | OutputType::Binary)
+                | (RowRef::U8(_), OutputType::Uint8 | OutputType::Ubinary)
+        );
+        if !expected {
+            return Err(Error::invalid_response(format!(
+                "a row of another type than the {} asked for",
+                self.output
+            )));
+        }
         match self.dim {
-            None => self.dim = Some(row.len()),
-            Some(d) if d != row.len() => {
+            None => self.dim = Some(len),
+            Some(d) if d != len => {
                 return Err(Error::new(
                     ErrorKind::DimensionMismatch,
-                    format!(
-                        "a vector of dimension {} after vectors of dimension {d}",
-                        row.len()
-                    ),
+                    format!("a row of {len} elements after rows of {d}"),
                 ));
             }
             Some(_) => {}
@@ -479,11 +515,15 @@ impl Writer {
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
         match self.format {
-            Format::Npy | Format::Parquet | Format::Arrow => {
-                for x in row {
-                    buf.extend_from_slice(&x.to_le_bytes());
+            Format::Npy | Format::Parquet | Format::Arrow => match row {
+                RowRef::F32(r) => {
+                    for x in r {
+                        buf.extend_from_slice(&x.to_le_bytes());
+                    }
                 }
-            }
+                RowRef::I8(r) => buf.extend(r.iter().map(|&x| x as u8)),
+                RowRef::U8(r) => buf.extend_from_slice(r),
+            },
             Format::Jsonl | Format::Json => {
                 if self.format == Format::Json && self.rows > 0 {
                     buf.extend_from_slice(b",\n");
@@ -564,13 +604,13 @@ impl Writer {
         if self.format == Format::Json {
             self.put(b"]\n")?;
         }
-        let dim = self.dim.unwrap_or(dim);
+        let dim = self.dim.unwrap_or(self.output.row_len(dim));
         match &mut self.sink {
             Sink::Stream { w, name } => {
                 w.flush().map_err(|e| io_err("write", Path::new(name), e))?;
             }
             Sink::Memory { buf, out, name } => {
-                buf[..NPY_HEADER_LEN].copy_from_slice(&npy_header(self.rows, dim));
+                buf[..NPY_HEADER_LEN].copy_from_slice(&npy_header(self.rows, dim, self.output));
                 out.write_all(buf)
                     .and_then(|()| out.flush())
                     .map_err(|e| io_err("write", Path::new(name), e))?;
@@ -580,7 +620,7 @@ impl Writer {
                 if self.format == Format::Npy {
                     let f = w.get_mut();
                     f.seek(SeekFrom::Start(0))
-                        .and_then(|_| f.write_all(&npy_header(self.rows, dim)))
+                        .and_then(|_| f.write_all(&npy_header(self.rows, dim, self.output)))
                         .map_err(|e| io_err("write", partial, e))?;
                 }
                 w.get_ref()
@@ -589,7 +629,14 @@ impl Writer {
                 if let Some((ids, ids_path)) = self.ids.take() {
                     drop(ids);
                     let converted = with_suffix(dest, ".converting");
-                    convert(self.format, partial, &ids_path, &converted, dim)?;
+                    convert(
+                        self.format,
+                        self.output,
+                        partial,
+                        &ids_path,
+                        &converted,
+                        dim,
+                    )?;
                     std::fs::rename(&converted, &*dest).map_err(|e| io_err("rename", dest, e))?;
                     let _ = std::fs::remove_file(&*partial);
                     let _ = std::fs::remove_file(&ids_path);
@@ -602,8 +649,9 @@ impl Writer {
     }
 }
 
-/// `{"index":N[,"id":ID],"embedding":[..]}` with shortest round-trip floats.
-fn json_row(buf: &mut Vec<u8>, index: u64, id: Option<&RawValue>, row: &[f32]) {
+/// `{"index":N[,"id":ID],"embedding":[..]}` with shortest round-trip floats,
+/// or integers for the quantized types.
+fn json_row(buf: &mut Vec<u8>, index: u64, id: Option<&RawValue>, row: RowRef<'_>) {
     buf.extend_from_slice(b"{\"index\":");
     let _ = write!(buf, "{index}");
     if let Some(id) = id {
@@ -611,25 +659,51 @@ fn json_row(buf: &mut Vec<u8>, index: u64, id: Option<&RawValue>, row: &[f32]) {
         buf.extend_from_slice(id.get().as_bytes());
     }
     buf.extend_from_slice(b",\"embedding\":[");
-    for (i, x) in row.iter().enumerate() {
-        if i > 0 {
-            buf.push(b',');
+    fn list<T>(buf: &mut Vec<u8>, row: &[T], mut one: impl FnMut(&mut Vec<u8>, &T)) {
+        for (i, x) in row.iter().enumerate() {
+            if i > 0 {
+                buf.push(b',');
+            }
+            one(buf, x);
         }
+    }
+    match row {
         // serde_json writes finite f32 with the shortest representation that round-trips.
-        serde_json::to_writer(&mut *buf, x).ok();
+        RowRef::F32(r) => list(buf, r, |b, x| {
+            serde_json::to_writer(&mut *b, x).ok();
+        }),
+        RowRef::I8(r) => list(buf, r, |b, x| {
+            let _ = write!(b, "{x}");
+        }),
+        RowRef::U8(r) => list(buf, r, |b, x| {
+            let _ = write!(b, "{x}");
+        }),
     }
     buf.extend_from_slice(b"]}");
 }
 
-/// The 128-byte `.npy` v1.0 header for a little-endian float32 (rows, dim) array.
-fn npy_header(rows: u64, dim: usize) -> [u8; NPY_HEADER_LEN] {
+/// The NumPy dtype of a row element.
+fn npy_descr(output: OutputType) -> &'static str {
+    match output {
+        OutputType::Int8 | OutputType::Binary => "|i1",
+        OutputType::Uint8 | OutputType::Ubinary => "|u1",
+        _ => "<f4",
+    }
+}
+
+/// The 128-byte `.npy` v1.0 header for a (rows, dim) array of the output
+/// type's elements (float32, int8 or uint8; packed bits: bytes).
+fn npy_header(rows: u64, dim: usize, output: OutputType) -> [u8; NPY_HEADER_LEN] {
     let mut h = [b' '; NPY_HEADER_LEN];
     h[..6].copy_from_slice(b"\x93NUMPY");
     h[6] = 1;
     h[7] = 0;
     let len = (NPY_HEADER_LEN - 10) as u16;
     h[8..10].copy_from_slice(&len.to_le_bytes());
-    let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {dim}), }}");
+    let dict = format!(
+        "{{'descr': '{}', 'fortran_order': False, 'shape': ({rows}, {dim}), }}",
+        npy_descr(output)
+    );
     h[10..10 + dict.len()].copy_from_slice(dict.as_bytes());
     h[NPY_HEADER_LEN - 1] = b'\n';
     h
@@ -637,9 +711,18 @@ fn npy_header(rows: u64, dim: usize) -> [u8; NPY_HEADER_LEN] {
 
 /// Converts the raw spool (float32 rows + index/id lines) into Parquet or
 /// Arrow IPC, `CONVERT_ROWS` rows at a time (bounded memory).
-fn convert(format: Format, spool: &Path, ids: &Path, dest: &Path, dim: usize) -> Result<()> {
+fn convert(
+    format: Format,
+    output: OutputType,
+    spool: &Path,
+    ids: &Path,
+    dest: &Path,
+    dim: usize,
+) -> Result<()> {
     use arrow_array::builder::{StringBuilder, UInt64Builder};
-    use arrow_array::{ArrayRef, FixedSizeListArray, Float32Array, RecordBatch};
+    use arrow_array::{
+        ArrayRef, FixedSizeListArray, Float32Array, Int8Array, RecordBatch, UInt8Array,
+    };
     use arrow_schema::{DataType, Field, Schema};
 
     let arrow_err = |e: &dyn std::fmt::Display| {
@@ -648,7 +731,12 @@ fn convert(format: Format, spool: &Path, ids: &Path, dest: &Path, dim: usize) ->
             format!("cannot write {}: {e}", dest.display()),
         )
     };
-    let item = Arc::new(Field::new("item", DataType::Float32, false));
+    let element = match output {
+        OutputType::F32 => DataType::Float32,
+        OutputType::Int8 | OutputType::Binary => DataType::Int8,
+        _ => DataType::UInt8,
+    };
+    let item = Arc::new(Field::new("item", element, false));
     let schema = Arc::new(Schema::new(vec![
         Field::new("index", DataType::UInt64, false),
         Field::new("id", DataType::Utf8, true),
@@ -682,7 +770,7 @@ fn convert(format: Format, spool: &Path, ids: &Path, dest: &Path, dim: usize) ->
         File::open(spool).map_err(|e| io_err("read", spool, e))?,
     );
     let mut ids_in = BufReader::new(File::open(ids).map_err(|e| io_err("read", ids, e))?);
-    let row_bytes = dim * 4;
+    let row_bytes = dim * output.element_size();
     let mut raw = vec![0u8; row_bytes * CONVERT_ROWS];
     let mut line = String::new();
     loop {
@@ -707,10 +795,18 @@ fn convert(format: Format, spool: &Path, ids: &Path, dest: &Path, dim: usize) ->
         if n == 0 {
             break;
         }
-        let values: Vec<f32> = raw[..filled]
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
+        let raw = &raw[..filled];
+        let values: ArrayRef = match output {
+            OutputType::F32 => Arc::new(Float32Array::from(
+                raw.chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect::<Vec<f32>>(),
+            )),
+            OutputType::Int8 | OutputType::Binary => Arc::new(Int8Array::from(
+                raw.iter().map(|&b| b as i8).collect::<Vec<i8>>(),
+            )),
+            _ => Arc::new(UInt8Array::from(raw.to_vec())),
+        };
         let mut index = UInt64Builder::with_capacity(n);
         let mut id = StringBuilder::new();
         for _ in 0..n {
@@ -736,13 +832,8 @@ fn convert(format: Format, spool: &Path, ids: &Path, dest: &Path, dim: usize) ->
                 None => id.append_null(),
             }
         }
-        let list = FixedSizeListArray::try_new(
-            item.clone(),
-            dim as i32,
-            Arc::new(Float32Array::from(values)),
-            None,
-        )
-        .map_err(|e| arrow_err(&e))?;
+        let list = FixedSizeListArray::try_new(item.clone(), dim as i32, values, None)
+            .map_err(|e| arrow_err(&e))?;
         let batch = RecordBatch::try_new(
             schema.clone(),
             vec![
@@ -772,7 +863,7 @@ mod tests {
 
     #[test]
     fn npy_header_is_aligned_and_names_the_shape() {
-        let h = npy_header(1_000_000, 1536);
+        let h = npy_header(1_000_000, 1536, OutputType::F32);
         assert_eq!(&h[..6], b"\x93NUMPY");
         assert_eq!(u16::from_le_bytes([h[8], h[9]]) as usize + 10, 128);
         let text = std::str::from_utf8(&h[10..]).unwrap();
@@ -784,7 +875,7 @@ mod tests {
     fn json_rows_round_trip_f32_exactly() {
         let row = [0.1f32, -1.0e-8, 3.4028235e38, 0.0];
         let mut buf = Vec::new();
-        json_row(&mut buf, 7, None, &row);
+        json_row(&mut buf, 7, None, RowRef::F32(&row));
         let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
         assert_eq!(v["index"], 7);
         let back: Vec<f32> = v["embedding"]
@@ -800,10 +891,16 @@ mod tests {
     fn resume_cuts_back_to_the_checkpoint() {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("o.jsonl");
-        let mut w = Writer::create(&Dest::File(dest.clone()), Format::Jsonl, None).unwrap();
-        w.write(0, None, &[1.0]).unwrap();
+        let mut w = Writer::create(
+            &Dest::File(dest.clone()),
+            Format::Jsonl,
+            OutputType::F32,
+            None,
+        )
+        .unwrap();
+        w.write(0, None, RowRef::F32(&[1.0])).unwrap();
         let at = w.sync().unwrap().unwrap();
-        w.write(1, None, &[2.0]).unwrap();
+        w.write(1, None, RowRef::F32(&[2.0])).unwrap();
         w.sync().unwrap();
         drop(w);
         // Simulate a crash in the middle of a row.
@@ -812,9 +909,9 @@ mod tests {
         f.write_all(b"{\"index\":2,\"embe").unwrap();
         drop(f);
         let lock = lock_partial(&dest).unwrap();
-        let mut w = Writer::resume(&dest, Format::Jsonl, &at, lock).unwrap();
+        let mut w = Writer::resume(&dest, Format::Jsonl, OutputType::F32, &at, lock).unwrap();
         assert_eq!(w.rows(), 1);
-        w.write(1, None, &[3.0]).unwrap();
+        w.write(1, None, RowRef::F32(&[3.0])).unwrap();
         w.finish(1).unwrap();
         let text = std::fs::read_to_string(&dest).unwrap();
         assert_eq!(

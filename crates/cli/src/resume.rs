@@ -38,6 +38,8 @@ pub(crate) struct JobIdentity {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) provider_fingerprint: Option<String>,
     pub(crate) output_format: String,
+    pub(crate) input_type: String,
+    pub(crate) output_type: String,
     pub(crate) inputs: Vec<InputIdentity>,
     pub(crate) text_field: String,
     pub(crate) id_field: String,
@@ -94,8 +96,10 @@ impl JobIdentity {
             provider: info.provider.to_string(),
             model: info.model.clone(),
             dimensions: config.dimensions.unwrap_or(info.dimension),
-            provider_fingerprint: None,
+            provider_fingerprint: Some(info.fingerprint()),
             output_format: format!("{:?}", args.output_format()).to_ascii_lowercase(),
+            input_type: args.request_types(config).0.to_string(),
+            output_type: args.request_types(config).1.to_string(),
             inputs,
             text_field: args.text_field.clone(),
             id_field: args.id_field.clone(),
@@ -135,6 +139,16 @@ impl JobIdentity {
             "output format",
             self.output_format.clone(),
             now.output_format.clone(),
+        );
+        cmp(
+            "input type",
+            self.input_type.clone(),
+            now.input_type.clone(),
+        );
+        cmp(
+            "output type",
+            self.output_type.clone(),
+            now.output_type.clone(),
         );
         let list = |v: &[InputIdentity]| {
             v.iter()

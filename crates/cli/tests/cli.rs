@@ -1518,6 +1518,11 @@ fn dash_and_dev_stdout_mean_stdout() {
 /// call, batches of 2): its partial output and checkpoint stay for --resume.
 /// Returns the arguments of the same job without the fault (`resume`).
 fn stopped_job(dir: &Path, input: &Path, out: &Path) -> Vec<String> {
+    stopped_job_with(dir, input, out, &[])
+}
+
+/// [`stopped_job`] with more arguments (on both runs).
+fn stopped_job_with(dir: &Path, input: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
     let failing = dir.join("failing.toml");
     std::fs::write(
         &failing,
@@ -1540,6 +1545,9 @@ fn stopped_job(dir: &Path, input: &Path, out: &Path) -> Vec<String> {
             "-o".into(),
             out.to_str().unwrap().into(),
         ]
+        .into_iter()
+        .chain(extra.iter().map(|s| (*s).to_owned()))
+        .collect::<Vec<String>>()
     };
     let o = embed(
         &args(&failing)
@@ -1636,6 +1644,14 @@ fn resume_refuses_changed_inputs_formats_and_texts_and_says_what_differs() {
             "output format: jsonl then, json now",
         ),
         (&["-m", "other"][..], "model: \"mock\" then, \"other\" now"),
+        (
+            &["--output-type", "int8"][..],
+            "output type: f32 then, int8 now",
+        ),
+        (
+            &["--input-type", "query"][..],
+            "input type: document then, query now",
+        ),
     ] {
         let mut a = resume.clone();
         a.extend(extra.iter().map(|s| (*s).to_owned()));
@@ -1843,4 +1859,294 @@ fn on_error_skip_fails_a_job_whose_every_input_was_skipped() {
     let o = embed(&["-d", "4", "-i", p.to_str().unwrap(), "--on-error", "skip"]);
     assert_fails(&o, "invalid_input", "all 3 inputs were skipped");
     assert!(o.stdout.is_empty());
+}
+
+/// The rows the library gives for `texts` at `output` (the mock, 12 dims):
+/// what the CLI must write, byte for byte.
+fn library_rows(texts: &[&str], output: embeddings::OutputType) -> Vec<Vec<i64>> {
+    use embeddings::{EmbedRequest, Embedder, RowRef};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mock = embeddings_mock::MockEmbedder::new("mock", 12).unwrap();
+    let rows = rt
+        .block_on(mock.embed(EmbedRequest::new(texts).with_output_type(output)))
+        .unwrap();
+    (0..rows.len())
+        .map(|i| match rows.row_ref(i) {
+            RowRef::I8(r) => r.iter().map(|&x| i64::from(x)).collect(),
+            RowRef::U8(r) => r.iter().map(|&x| i64::from(x)).collect(),
+            RowRef::F32(_) => panic!("f32 rows for {output}"),
+        })
+        .collect()
+}
+
+/// Every row of a Parquet or Arrow output with an int8 or uint8 embedding list.
+fn arrow_byte_rows(path: &Path) -> (arrow_schema::DataType, Vec<Vec<i64>>) {
+    use arrow_array::{Array, FixedSizeListArray, Int8Array, UInt8Array};
+    let f = std::fs::File::open(path).unwrap();
+    let batches: Vec<arrow_array::RecordBatch> = if path.extension().unwrap() == "parquet" {
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+            .unwrap()
+            .build()
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    } else {
+        arrow_ipc::reader::FileReader::try_new(f, None)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let mut rows = Vec::new();
+    let mut data_type = None;
+    for b in &batches {
+        let emb = b
+            .column(2)
+            .as_any()
+            .downcast_ref::<FixedSizeListArray>()
+            .unwrap();
+        data_type = Some(emb.data_type().clone());
+        for r in 0..b.num_rows() {
+            let row = emb.value(r);
+            let v: Vec<i64> = if let Some(a) = row.as_any().downcast_ref::<Int8Array>() {
+                a.values().iter().map(|&x| i64::from(x)).collect()
+            } else {
+                let a = row.as_any().downcast_ref::<UInt8Array>().unwrap();
+                a.values().iter().map(|&x| i64::from(x)).collect()
+            };
+            rows.push(v);
+        }
+    }
+    (data_type.unwrap(), rows)
+}
+
+#[test]
+fn quantized_output_types_round_trip_in_every_format() {
+    use embeddings::OutputType;
+    let dir = tempfile::tempdir().unwrap();
+    let texts = ["alpha", "beta", "gamma"];
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, texts.join("\n") + "\n").unwrap();
+    for (name, t, bytes_per_row, descr, signed) in [
+        ("int8", OutputType::Int8, 12, "|i1", true),
+        ("uint8", OutputType::Uint8, 12, "|u1", false),
+        ("binary", OutputType::Binary, 2, "|i1", true),
+        ("ubinary", OutputType::Ubinary, 2, "|u1", false),
+    ] {
+        let want = library_rows(&texts, t);
+        assert_eq!(want[0].len(), bytes_per_row);
+        let run = |file: &str| {
+            let out = dir.path().join(file);
+            let o = embed(&[
+                "-q",
+                "-d",
+                "12",
+                "--output-type",
+                name,
+                "-i",
+                input.to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+            ]);
+            assert!(o.status.success(), "{name} {file}: {}", stderr(&o));
+            out
+        };
+        // JSONL and JSON: integer arrays.
+        let lines: Vec<serde_json::Value> = std::fs::read_to_string(run(&format!("{name}.jsonl")))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(run(&format!("{name}.json"))).unwrap()).unwrap();
+        for rows in [lines, json.as_array().unwrap().clone()] {
+            let got: Vec<Vec<i64>> = rows
+                .iter()
+                .map(|r| {
+                    r["embedding"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|x| x.as_i64().unwrap())
+                        .collect()
+                })
+                .collect();
+            assert_eq!(got, want, "{name} json");
+        }
+        // .npy: int8 or uint8, N × bytes per row.
+        let bytes = std::fs::read(run(&format!("{name}.npy"))).unwrap();
+        let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
+        assert_eq!(npy.shape(), [3, bytes_per_row as u64], "{name}");
+        assert_eq!(
+            npy.dtype(),
+            npyz::DType::Plain(descr.parse().unwrap()),
+            "{name}"
+        );
+        let flat: Vec<i64> = if signed {
+            npy.into_vec::<i8>()
+                .unwrap()
+                .into_iter()
+                .map(i64::from)
+                .collect()
+        } else {
+            npy.into_vec::<u8>()
+                .unwrap()
+                .into_iter()
+                .map(i64::from)
+                .collect()
+        };
+        assert_eq!(flat, want.concat(), "{name} npy");
+        // Parquet and Arrow: fixed-size lists of int8 or uint8.
+        for ext in ["parquet", "arrow"] {
+            let (data_type, rows) = arrow_byte_rows(&run(&format!("{name}.{ext}")));
+            let element = if signed {
+                arrow_schema::DataType::Int8
+            } else {
+                arrow_schema::DataType::UInt8
+            };
+            match data_type {
+                arrow_schema::DataType::FixedSizeList(item, n) => {
+                    assert_eq!((item.data_type(), n), (&element, bytes_per_row as i32))
+                }
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(rows, want, "{name} {ext}");
+        }
+    }
+    // An empty input: shape (0, bytes per row).
+    let empty = dir.path().join("empty.txt");
+    std::fs::write(&empty, "").unwrap();
+    let out = dir.path().join("e.npy");
+    let o = embed(&[
+        "-q",
+        "-d",
+        "12",
+        "--output-type",
+        "binary",
+        "-i",
+        empty.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bytes = std::fs::read(&out).unwrap();
+    assert_eq!(npyz::NpyFile::new(&bytes[..]).unwrap().shape(), [0, 2]);
+}
+
+#[test]
+fn the_input_type_and_output_type_reach_every_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    // The mock has no input types of its own: the prompt layer puts the
+    // query prompt in front of each text, so each row shows the type arrived.
+    std::fs::write(
+        &cfg,
+        "dimensions = 4\n[prompts]\nquery = \"query: \"\nclustering = \"cluster: \"\n[mock]\nmax_input_tokens = 5\n",
+    )
+    .unwrap();
+    let input = dir.path().join("in.txt");
+    // Line 2 is too long: with --on-error skip its batch is retried input by input.
+    std::fs::write(
+        &input,
+        "one\nthis line is far too long for the limit\nthree\n",
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        let mut a = vec![
+            "-q",
+            "-c",
+            cfg.to_str().unwrap(),
+            "-i",
+            input.to_str().unwrap(),
+            "--on-error",
+            "skip",
+        ];
+        a.extend_from_slice(extra);
+        jsonl(&embed(&a))
+    };
+    for (extra, prompt) in [
+        (&[][..], ""),
+        (&["--input-type", "query"][..], "query: "),
+        (&["--input-type", "clustering"][..], "cluster: "),
+    ] {
+        let rows = run(extra);
+        assert_eq!(rows.len(), 2, "{extra:?}");
+        assert_eq!(rows[1]["index"], 2);
+        assert_vec(
+            &floats(&rows[0]["embedding"]),
+            "mock",
+            &format!("{prompt}one"),
+            4,
+        );
+        assert_vec(
+            &floats(&rows[1]["embedding"]),
+            "mock",
+            &format!("{prompt}three"),
+            4,
+        );
+    }
+    // From the config file, and the flags win over it.
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text = format!("input_type = \"query\"\noutput_type = \"int8\"\n{text}");
+    std::fs::write(&cfg, text).unwrap();
+    let rows = run(&[]);
+    let want = {
+        use embeddings::{EmbedRequest, Embedder, OutputType, RowRef};
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let mock = embeddings_mock::MockEmbedder::new("mock", 4).unwrap();
+        let e = rt
+            .block_on(
+                mock.embed(EmbedRequest::new(&["query: one"]).with_output_type(OutputType::Int8)),
+            )
+            .unwrap();
+        match e.row_ref(0) {
+            RowRef::I8(r) => r
+                .iter()
+                .map(|&x| serde_json::Value::from(x))
+                .collect::<Vec<_>>(),
+            _ => unreachable!(),
+        }
+    };
+    assert_eq!(rows[0]["embedding"].as_array().unwrap(), &want);
+    let rows = run(&["--input-type", "document", "--output-type", "f32"]);
+    assert_vec(&floats(&rows[0]["embedding"]), "mock", "one", 4);
+}
+
+#[test]
+fn a_quantized_job_resumes_to_the_same_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = lines_file(dir.path(), "in.txt", 10);
+    for (t, file) in [
+        ("ubinary", "b.npy"),
+        ("int8", "i.parquet"),
+        ("binary", "b.jsonl"),
+    ] {
+        let out = dir.path().join(file);
+        let mut resume = stopped_job_with(dir.path(), &input, &out, &["--output-type", t]);
+        resume.push("--resume".into());
+        let o = embed(&strs(&resume));
+        assert!(o.status.success(), "{t}: {}", stderr(&o));
+        // The same as one uninterrupted run.
+        let whole = dir.path().join(format!("whole-{file}"));
+        let o = embed(&[
+            "-q",
+            "-d",
+            "4",
+            "--output-type",
+            t,
+            "-i",
+            input.to_str().unwrap(),
+            "-o",
+            whole.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        if file.ends_with(".parquet") {
+            assert_eq!(arrow_byte_rows(&out).1, arrow_byte_rows(&whole).1, "{t}");
+        } else {
+            assert_eq!(
+                std::fs::read(&out).unwrap(),
+                std::fs::read(&whole).unwrap(),
+                "{t}"
+            );
+        }
+    }
 }
