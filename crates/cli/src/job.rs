@@ -146,7 +146,59 @@ struct Pending {
     id: Option<Box<RawValue>>,
     /// Kept only with `--on-error skip`, to retry a failed batch one by one.
     text: Option<String>,
-    at: String,
+    /// Where it was read: the source's name and the line.
+    source: Arc<str>,
+    line: u64,
+}
+
+impl Pending {
+    /// `FILE line N`.
+    fn at(&self) -> String {
+        format!("{} line {}", self.source, self.line)
+    }
+}
+
+/// Where the inputs of `batch` are, for a message: `FILE line N`, `FILE
+/// lines N-M`, or `FILE line N to OTHER line M`.
+fn where_are(batch: &[Pending]) -> String {
+    match batch {
+        [] => "no input".to_owned(),
+        [one] => one.at(),
+        [first, .., last] if first.source == last.source => {
+            format!("{} lines {}-{}", first.source, first.line, last.line)
+        }
+        [first, .., last] => format!("{} to {}", first.at(), last.at()),
+    }
+}
+
+/// An error of a request over `batch` (whose first input is input `start`
+/// of the stream) named by file and line: the inputs the error is about
+/// (`Error::inputs`, else the whole batch) lead the message, and the
+/// request-relative numbering of the layers ("inputs 10..15 failed: input
+/// 3 has ...") is left out.
+fn named(e: Error, batch: &[Pending], start: usize) -> Error {
+    let (at, e) = located(e, batch, start);
+    let msg = format!("{at}: {}", e.message());
+    e.with_message(msg)
+}
+
+/// What [`named`] puts in front, and the error without the layers' numbering.
+fn located(e: Error, batch: &[Pending], start: usize) -> (String, Error) {
+    let whole = start..start + batch.len();
+    let about = e
+        .inputs()
+        .filter(|r| r.start >= whole.start && r.end <= whole.end && r.start < r.end)
+        .unwrap_or(whole.clone());
+    let rel = about.start - start..about.end - start;
+    let mut msg = e.message().to_owned();
+    if let Some(rest) = msg.strip_prefix(&format!("inputs {}..{} failed: ", whole.start, whole.end))
+    {
+        msg = rest.to_owned();
+    }
+    if rel.len() == 1 {
+        msg = msg.replacen(&format!("input {} ", rel.start), "the input ", 1);
+    }
+    (where_are(&batch[rel]), e.with_message(msg))
 }
 
 #[derive(Default)]
@@ -311,7 +363,8 @@ pub(crate) async fn run(
                         start,
                         id: rec.id,
                         text: skip_mode.then(|| rec.text.clone()),
-                        at: format!("{} line {}", rec.source, rec.line),
+                        source: rec.source,
+                        line: rec.line,
                     });
                     s.read_pos = reader.position();
                     return Some(rec.text);
@@ -368,23 +421,33 @@ pub(crate) async fn run(
         )
     };
 
+    // Stream inputs handed back so far: the next batch starts there.
+    let mut streamed = 0usize;
     let outcome: Result<()> = async {
         while let Some(batch) = batches.next().await {
             let (rows_meta, rows) = match batch {
                 Ok((range, rows)) => {
                     let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
                     let meta: Vec<Pending> = s.pending.drain(..range.len()).collect();
+                    streamed += meta.len();
                     (meta, Some(rows))
                 }
                 Err(e) => {
-                    if !(skip_mode && is_input_error(&e)) {
-                        return Err(e);
-                    }
                     // Batches are `batch_size` texts but the last, and the
                     // failed one is the oldest pending: its texts lead the queue.
                     let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
                     let n = batch_size.min(s.pending.len());
+                    if !(skip_mode && is_input_error(&e)) {
+                        let batch: Vec<Pending> = s.pending.drain(..n).collect();
+                        let e = named(e, &batch, streamed);
+                        // Not done: back in front, for the checkpoint.
+                        for p in batch.into_iter().rev() {
+                            s.pending.push_front(p);
+                        }
+                        return Err(e);
+                    }
                     let meta: Vec<Pending> = s.pending.drain(..n).collect();
+                    streamed += meta.len();
                     (meta, None)
                 }
             };
@@ -413,7 +476,8 @@ pub(crate) async fn run(
                             Ok(_) => Error::invalid_response("no vector for one input"),
                             Err(e) if is_input_error(&e) => {
                                 let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
-                                s.skipped.push((p.index, format!("{}: {}", p.at, e)));
+                                let (at, e) = located(e, std::slice::from_ref(&p), 0);
+                                s.skipped.push((p.index, format!("{at}: {e}")));
                                 continue;
                             }
                             Err(e) => e,

@@ -2150,3 +2150,45 @@ fn a_quantized_job_resumes_to_the_same_rows() {
         }
     }
 }
+
+#[test]
+fn an_over_length_input_is_named_by_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "dimensions = 4\n[mock]\nmax_input_tokens = 5\n").unwrap();
+    let input = dir.path().join("in.txt");
+    let mut lines: Vec<String> = (1..=20).map(|i| format!("l{i}")).collect();
+    lines[13] = "this line is far too long for the limit".into();
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    // Batches of 5: line 14 is input 3 of inputs 10..15.
+    let args = [
+        "-c",
+        cfg.to_str().unwrap(),
+        "--batch-size",
+        "5",
+        "-i",
+        input.to_str().unwrap(),
+    ];
+    let o = embed(&args);
+    assert_fails(
+        &o,
+        "context_length_exceeded",
+        "in.txt line 14: the input has 10 tokens; the limit is 5",
+    );
+    let err = stderr(&o);
+    assert!(
+        !err.contains("inputs 10..15") && !err.contains("input 3"),
+        "{err}"
+    );
+    let mut skip = args.to_vec();
+    skip.extend(["--on-error", "skip", "--stats", "json"]);
+    let o = embed(&skip);
+    assert_eq!(jsonl(&o).len(), 19);
+    let stats: serde_json::Value = serde_json::from_str(stderr(&o).trim()).unwrap();
+    let listed = stats["skipped_inputs"][0].as_str().unwrap();
+    assert!(
+        listed.contains("in.txt line 14: context_length_exceeded: mock: the input has 10 tokens"),
+        "{listed}"
+    );
+    assert!(!listed.contains("input 0"), "{listed}");
+}

@@ -432,6 +432,12 @@ async fn a_job_whose_every_input_is_skipped_fails_and_failures_are_not_retries()
         )),
         "{err}"
     );
+    // Without skip: the refused batch is named by its lines.
+    let o = embed(base(&[]), env()).await;
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.starts_with("embed: invalid_input: openai: "), "{err}");
+    assert!(err.contains("docs.txt lines 1-4: "), "{err}");
+    assert!(!err.contains("inputs 0..4"), "{err}");
     // The counts, on a job that gets some rows: a 503 retried once, then a 400.
     let server = FakeServer::start(faulty_server_config(
         "[[faults]]\ntrigger = { nth = 1 }\naction = { status = 503 }\n\
