@@ -125,7 +125,7 @@ impl Summary {
                         .unwrap_or_default()
                 );
                 for s in &self.skipped_inputs {
-                    eprintln!("embed: skipped {s}");
+                    eprintln!("embed: skipped {}", crate::printable(s));
                 }
                 if self.skipped as usize > self.skipped_inputs.len() {
                     eprintln!(

@@ -55,11 +55,27 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let line = e.to_string().replace('\n', " ");
-            eprintln!("embed: {line}");
+            eprintln!("embed: {}", printable(&e.to_string()));
             ExitCode::FAILURE
         }
     }
+}
+
+/// `text` as one printable line: a line break becomes a space, every other
+/// control character (ESC, CR, BEL, NUL, U+2028, ...) is escaped, so that
+/// no server excerpt or file name can move the cursor or clear the terminal.
+pub(crate) fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' => out.push(' '),
+            c if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') => {
+                out.extend(c.escape_default());
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Log lines (the library's `tracing` events) on stderr, filtered by
@@ -307,6 +323,14 @@ async fn embed(common: &CommonArgs, args: &EmbedArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::cosine;
+
+    #[test]
+    fn printable_escapes_control_characters() {
+        assert_eq!(
+            super::printable("a\r\x1b[2J\x07\0b\u{2028}c\nd é"),
+            "a\\r\\u{1b}[2J\\u{7}\\u{0}b\\u{2028}c d é"
+        );
+    }
 
     #[test]
     fn cosine_of_known_vectors() {

@@ -2192,3 +2192,17 @@ fn an_over_length_input_is_named_by_file_and_line() {
     );
     assert!(!listed.contains("input 0"), "{listed}");
 }
+
+#[test]
+fn error_lines_are_printable_whatever_a_file_name_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("a\x1b[2J\rb\x07.txt");
+    let o = embed(&["-i", bad.to_str().unwrap()]);
+    assert_fails(&o, "invalid_input", "cannot read input file");
+    let err = stderr(&o);
+    assert!(
+        !err.trim_end_matches('\n').chars().any(char::is_control),
+        "{err:?}"
+    );
+    assert!(err.contains("a\\u{1b}[2J\\rb\\u{7}.txt"), "{err:?}");
+}
