@@ -261,9 +261,6 @@ async fn fault_matrix() {
     let mut failures = Vec::new();
     let mut ran = 0;
     for f in fixtures() {
-        let server = fixture::start_server(f, FakeServerConfig::default())
-            .await
-            .unwrap();
         for case in cases(f) {
             for (label, trigger, expect) in [
                 ("transient", Trigger::Nth(1), case.transient),
@@ -273,7 +270,16 @@ async fn fault_matrix() {
                     .on(f.embedding_route())
                     .when(trigger);
                 ran += 1;
-                if let Err(why) = run_case(f, &server, fault, expect).await {
+                // A server of its own per case: no request, connection or
+                // counter of an earlier case can reach this one's fault.
+                let server = fixture::start_server(f, FakeServerConfig::default())
+                    .await
+                    .unwrap();
+                let outcome = run_case(f, &server, fault, expect).await;
+                let requests = server.requests().len();
+                drop(server);
+                if let Err(why) = outcome {
+                    let why = format!("{why} ({requests} requests reached the server)");
                     failures.push(format!("{} / {} / {label}: {why}", f.provider(), case.name));
                 }
             }
