@@ -117,7 +117,7 @@ async fn every_fault_maps_to_its_error_kind() {
         (status(500), ErrorKind::Unavailable, true),
         (status(502), ErrorKind::Unavailable, true),
         (status(503), ErrorKind::Unavailable, true),
-        (status(504), ErrorKind::Unavailable, true),
+        (status(504), ErrorKind::Timeout, true),
         (
             FaultAction::RateLimited(RateLimitedFault {
                 retry_after_secs: Some(2),
