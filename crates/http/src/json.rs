@@ -90,6 +90,11 @@ pub enum RowError {
         /// Position in the row.
         at: usize,
     },
+    /// What follows the value at this position is neither `,` nor `]`.
+    Separator {
+        /// Position in the row of the value before.
+        after: usize,
+    },
     /// The JSON array itself is malformed.
     Syntax,
     /// The body ends inside the array.
@@ -116,6 +121,9 @@ impl fmt::Display for RowError {
             }
             RowError::NotANumber { at } => write!(f, "value {at} is not a number"),
             RowError::NotFinite { at } => write!(f, "value {at} is not finite"),
+            RowError::Separator { after } => {
+                write!(f, "malformed array of numbers after value {after}")
+            }
             RowError::Syntax => f.write_str("malformed array of numbers"),
             RowError::Truncated => f.write_str("the body ends inside the array (truncated?)"),
         }
@@ -299,7 +307,7 @@ pub fn parse_floats(
                     Some(b',') => j + 1,
                     Some(b']') => return Ok(j + 1),
                     None => return Err(RowError::Truncated),
-                    _ => return Err(RowError::NotANumber { at: k - 1 }),
+                    _ => return Err(RowError::Separator { after: k - 1 }),
                 }
             }
         };
