@@ -55,6 +55,8 @@ mod client;
 mod env;
 pub mod json;
 mod status;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod text;
 mod url;
 

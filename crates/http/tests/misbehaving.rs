@@ -6,70 +6,16 @@
 use std::sync::{Arc, Mutex};
 
 use embeddings_core::ErrorKind;
+use embeddings_http::testing::{RawReply, RawServer};
 use embeddings_http::{
     Auth, BodyCap, ErrorDetail, HttpClient, MAX_ERROR_BODY, Url, default_kind, max_response_len,
     status_error,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// What the server sends after reading a request.
-#[derive(Clone)]
-enum Reply {
-    /// A head, then this body.
-    Fixed(String, Vec<u8>),
-    /// A head, then `piece` forever (chunked when the head says so).
-    Forever(String, Vec<u8>),
-}
-
-/// A raw HTTP/1.1 server answering each connection with `reply`; returns
-/// its base URL and the request heads it received.
-async fn serve(reply: Reply) -> (String, Arc<Mutex<Vec<String>>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                return;
-            };
-            let reply = reply.clone();
-            let log = log.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 64 * 1024];
-                let n = sock.read(&mut buf).await.unwrap_or(0);
-                log.lock()
-                    .unwrap()
-                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
-                match reply {
-                    Reply::Fixed(head, body) => {
-                        let _ = sock.write_all(head.as_bytes()).await;
-                        let _ = sock.write_all(&body).await;
-                    }
-                    Reply::Forever(head, piece) => {
-                        if sock.write_all(head.as_bytes()).await.is_err() {
-                            return;
-                        }
-                        let chunked = head.contains("chunked");
-                        loop {
-                            let r = if chunked {
-                                let mut c = format!("{:x}\r\n", piece.len()).into_bytes();
-                                c.extend_from_slice(&piece);
-                                c.extend_from_slice(b"\r\n");
-                                sock.write_all(&c).await
-                            } else {
-                                sock.write_all(&piece).await
-                            };
-                            if r.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                }
-            });
-        }
-    });
-    (format!("http://{addr}"), seen)
+async fn serve(reply: RawReply) -> (String, RawServer) {
+    let s = RawServer::start(reply).await.unwrap();
+    (s.url().to_owned(), s)
 }
 
 fn client(key: &str) -> HttpClient {
@@ -85,13 +31,14 @@ fn url(base: &str) -> Url {
     Url::parse(&format!("{base}/embed")).unwrap()
 }
 
-const OK_CHUNKED: &str =
-    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
-
 #[tokio::test]
 async fn a_huge_content_length_is_refused_before_reading() {
     let head = "HTTP/1.1 200 OK\r\ncontent-length: 9000000000\r\n\r\n".to_owned();
-    let (base, _) = serve(Reply::Forever(head, vec![b'['; 16 * 1024])).await;
+    let (base, _) = serve(RawReply::Forever {
+        head,
+        piece: vec![b'['; 16 * 1024],
+    })
+    .await;
     let c = client("k-0123456789");
     let cap = BodyCap::Rows {
         rows: 2,
@@ -112,7 +59,7 @@ async fn a_huge_content_length_is_refused_before_reading() {
 
 #[tokio::test]
 async fn a_chunked_body_that_never_ends_is_cut_at_the_cap() {
-    let (base, _) = serve(Reply::Forever(OK_CHUNKED.to_owned(), vec![b'['; 16 * 1024])).await;
+    let (base, _) = serve(RawReply::chunked_forever("200 OK", vec![b'['; 16 * 1024])).await;
     let c = client("k-0123456789");
     for (rows, dim) in [(2, 8), (1, 0)] {
         let cap = BodyCap::Rows {
@@ -140,7 +87,7 @@ async fn an_unknown_dimension_is_bounded_by_the_first_row() {
     // that of 2048 x 4.
     let mut piece = b"{\"data\":[{\"index\":0,\"embedding\":[0.1,0.2,0.3,0.4]}".to_vec();
     piece.extend(std::iter::repeat_n(b' ', 16 * 1024));
-    let (base, _) = serve(Reply::Forever(OK_CHUNKED.to_owned(), piece)).await;
+    let (base, _) = serve(RawReply::chunked_forever("200 OK", piece)).await;
     let c = client("k-0123456789");
     let cap = BodyCap::Rows {
         rows: 2048,
@@ -162,8 +109,11 @@ async fn an_unknown_dimension_is_bounded_by_the_first_row() {
 
 #[tokio::test]
 async fn an_endless_error_body_is_read_to_the_error_cap_only() {
-    let head = "HTTP/1.1 500 Internal Server Error\r\ntransfer-encoding: chunked\r\n\r\n";
-    let (base, _) = serve(Reply::Forever(head.to_owned(), b"oops ".repeat(2000))).await;
+    let (base, _) = serve(RawReply::chunked_forever(
+        "500 Internal Server Error",
+        b"oops ".repeat(2000),
+    ))
+    .await;
     let c = client("k-0123456789");
     let a = c
         .call(
@@ -188,20 +138,14 @@ async fn an_endless_error_body_is_read_to_the_error_cap_only() {
 
 #[tokio::test]
 async fn a_cross_origin_redirect_is_refused_and_carries_no_credential() {
-    let (elsewhere, seen) = serve(Reply::Fixed(
-        "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n".into(),
-        b"{}".to_vec(),
-    ))
-    .await;
+    let (elsewhere, seen) = serve(RawReply::json("200 OK", "{}")).await;
     for status in [
         "307 Temporary Redirect",
         "308 Permanent Redirect",
         "302 Found",
     ] {
-        let head = format!(
-            "HTTP/1.1 {status}\r\nlocation: {elsewhere}/steal?x=1\r\ncontent-length: 0\r\n\r\n"
-        );
-        let (base, _) = serve(Reply::Fixed(head, Vec::new())).await;
+        let to = format!("{elsewhere}/steal?x=1");
+        let (base, _) = serve(RawReply::redirect(status, &to)).await;
         let c = client("azure-key-0123456789");
         let err = c
             .call(
@@ -217,9 +161,9 @@ async fn a_cross_origin_redirect_is_refused_and_carries_no_credential() {
         assert!(!err.is_retryable());
     }
     assert!(
-        seen.lock().unwrap().is_empty(),
+        seen.requests().is_empty(),
         "the other origin got a request: {:?}",
-        seen.lock().unwrap()
+        seen.requests()
     );
 }
 
@@ -277,11 +221,7 @@ async fn a_key_echoed_back_is_masked_whole_and_in_part() {
         "{{\"error\":{{\"message\":\"invalid api key {key}\\r\\u001b[2J\\u0007\",\"code\":\"{}\"}}}}",
         &key[6..30.min(key.len())]
     );
-    let head = format!(
-        "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
-    let (base, _) = serve(Reply::Fixed(head, body.into_bytes())).await;
+    let (base, _) = serve(RawReply::json("401 Unauthorized", &body)).await;
     let c = client(key);
     let a = c
         .call(

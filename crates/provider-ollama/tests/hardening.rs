@@ -5,13 +5,17 @@
 //! userinfo is refused, server text reaches messages on one safe line,
 //! and the fingerprint names every vector-changing setting.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use embeddings_core::{Config, Embedder, ErrorKind};
+use embeddings_http::testing::{RawReply, RawServer};
 use embeddings_ollama::OllamaEmbedder;
 use embeddings_testkit::{FakeServer, FakeServerConfig, Fault, FaultAction, Route, StatusFault};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The address of a raw server answering every request with `reply`.
+async fn serve(reply: RawReply) -> String {
+    RawServer::start(reply).await.unwrap().url().to_owned()
+}
 
 const KEY: &str = "olkey-SECRET-0123456789abcdef";
 
@@ -29,49 +33,6 @@ fn assert_no_key(texts: &[String]) {
             assert!(!t.contains(run), "{run:?} of the key leaked: {t}");
         }
     }
-}
-
-/// A raw HTTP/1.1 server: `head` + `body` per request, `body` repeated
-/// until the client hangs up when `forever`. Returns its address and the
-/// requests it received.
-async fn raw_server(
-    head: String,
-    body: Vec<u8>,
-    forever: bool,
-) -> (String, Arc<Mutex<Vec<String>>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let (head, body, log) = (head.clone(), body.clone(), log.clone());
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 64 * 1024];
-                let n = sock.read(&mut buf).await.unwrap_or(0);
-                log.lock()
-                    .unwrap()
-                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
-                if sock.write_all(head.as_bytes()).await.is_err() {
-                    return;
-                }
-                loop {
-                    let chunk = if head.contains("chunked") {
-                        let mut c = format!("{:x}\r\n", body.len()).into_bytes();
-                        c.extend_from_slice(&body);
-                        c.extend_from_slice(b"\r\n");
-                        c
-                    } else {
-                        body.clone()
-                    };
-                    if sock.write_all(&chunk).await.is_err() || !forever {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (format!("http://{addr}"), seen)
 }
 
 #[tokio::test]
@@ -101,9 +62,13 @@ async fn a_key_echoed_back_is_masked_in_every_error() {
 
 #[tokio::test]
 async fn a_huge_content_length_is_refused() {
-    let head =
-        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 50000000\r\n\r\n";
-    let (base, _) = raw_server(head.into(), vec![b'['; 16 * 1024], true).await;
+    let head = "HTTP/1.1 200 OK
+content-length: 50000000
+
+"
+    .to_owned();
+    let piece = vec![b'['; 16 * 1024];
+    let base = serve(RawReply::Forever { head, piece }).await;
     let e = ollama(&base, "dimensions = 8");
     let err = e.embed_documents(&["a", "b"]).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidResponse, "{err}");
@@ -113,9 +78,7 @@ async fn a_huge_content_length_is_refused() {
 
 #[tokio::test]
 async fn a_chunked_answer_that_never_ends_is_cut_at_the_cap() {
-    let head =
-        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
-    let (base, _) = raw_server(head.into(), vec![b'['; 16 * 1024], true).await;
+    let base = serve(RawReply::chunked_forever("200 OK", vec![b'['; 16 * 1024])).await;
     for extra in ["dimensions = 8", ""] {
         let e = ollama(&base, extra);
         let err = tokio::time::timeout(Duration::from_secs(60), e.embed_documents(&["a", "b"]))
@@ -129,8 +92,8 @@ async fn a_chunked_answer_that_never_ends_is_cut_at_the_cap() {
 
 #[tokio::test]
 async fn an_endless_error_body_ends_in_a_typed_error() {
-    let head = "HTTP/1.1 500 Internal Server Error\r\ntransfer-encoding: chunked\r\n\r\n";
-    let (base, _) = raw_server(head.into(), b"error ".repeat(4096), true).await;
+    let reply = RawReply::chunked_forever("500 Internal Server Error", b"error ".repeat(4096));
+    let base = serve(reply).await;
     let e = ollama(&base, "dimensions = 8");
     let err = tokio::time::timeout(Duration::from_secs(60), e.embed_documents(&["a"]))
         .await
@@ -142,16 +105,12 @@ async fn an_endless_error_body_ends_in_a_typed_error() {
 
 #[tokio::test]
 async fn a_redirect_to_another_origin_carries_no_credential() {
-    let (elsewhere, stolen) = raw_server(
-        "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n".into(),
-        b"{}".to_vec(),
-        false,
-    )
-    .await;
-    let head = format!(
-        "HTTP/1.1 307 Temporary Redirect\r\nlocation: {elsewhere}/api/embed\r\ncontent-length: 0\r\n\r\n"
-    );
-    let (base, _) = raw_server(head, Vec::new(), false).await;
+    let stolen = RawServer::start(RawReply::json("200 OK", "{}"))
+        .await
+        .unwrap();
+    let elsewhere = stolen.url().to_owned();
+    let to = format!("{elsewhere}/api/embed");
+    let base = serve(RawReply::redirect("307 Temporary Redirect", &to)).await;
     let e = ollama(
         &base,
         "dimensions = 8\n[ollama]\nheaders = { \"X-Secret\" = \"hdr-secret\" }",
@@ -159,7 +118,7 @@ async fn a_redirect_to_another_origin_carries_no_credential() {
     let err = e.embed_documents(&["a"]).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidConfig, "{err}");
     assert!(err.message().contains("another origin"), "{err}");
-    let got = stolen.lock().unwrap();
+    let got = stolen.requests();
     assert!(got.is_empty(), "the other origin got: {got:?}");
 }
 

@@ -5,66 +5,16 @@
 //! is printed on one safe line, and a model of unknown dimension cannot
 //! make the provider buffer gigabytes.
 
-use std::sync::{Arc, Mutex};
-
 use embeddings_core::{Config, Embedder, ErrorKind, SecretString};
+use embeddings_http::testing::{RawReply, RawServer};
 use embeddings_openai::OpenAiEmbedder;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The address of a raw server answering every request with `reply`.
+async fn serve(reply: RawReply) -> String {
+    RawServer::start(reply).await.unwrap().url().to_owned()
+}
 
 const KEY: &str = "sk-test-0123456789abcdefSECRET";
-
-/// A raw HTTP/1.1 server: answers every request with `head` + `body`, then
-/// (when `forever`) repeats `body` until the client hangs up. Returns its
-/// address and the requests it received.
-async fn raw_server(
-    head: String,
-    body: Vec<u8>,
-    forever: bool,
-) -> (String, Arc<Mutex<Vec<String>>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let (head, body, log) = (head.clone(), body.clone(), log.clone());
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 64 * 1024];
-                let n = sock.read(&mut buf).await.unwrap_or(0);
-                log.lock()
-                    .unwrap()
-                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
-                if sock.write_all(head.as_bytes()).await.is_err() {
-                    return;
-                }
-                loop {
-                    let chunk = if head.contains("chunked") {
-                        let mut c = format!("{:x}\r\n", body.len()).into_bytes();
-                        c.extend_from_slice(&body);
-                        c.extend_from_slice(b"\r\n");
-                        c
-                    } else {
-                        body.clone()
-                    };
-                    if sock.write_all(&chunk).await.is_err() || !forever {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (format!("http://{addr}"), seen)
-}
-
-fn json_answer(status: &str, body: &str) -> (String, Vec<u8>) {
-    (
-        format!(
-            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-            body.len()
-        ),
-        body.as_bytes().to_vec(),
-    )
-}
 
 fn config(toml: &str) -> Config {
     let mut c = Config::from_toml_str(toml).unwrap();
@@ -84,17 +34,13 @@ fn assert_no_key(texts: &[String]) {
 
 #[tokio::test]
 async fn a_redirect_to_another_origin_is_refused_and_no_credential_follows() {
-    let (elsewhere, stolen) = raw_server(
-        "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n".into(),
-        b"{}".to_vec(),
-        false,
-    )
-    .await;
+    let stolen = RawServer::start(RawReply::json("200 OK", "{}"))
+        .await
+        .unwrap();
+    let elsewhere = stolen.url().to_owned();
     for status in ["307 Temporary Redirect", "308 Permanent Redirect"] {
-        let head = format!(
-            "HTTP/1.1 {status}\r\nlocation: {elsewhere}/openai/deployments/d/embeddings\r\ncontent-length: 0\r\n\r\n"
-        );
-        let (base, _) = raw_server(head, Vec::new(), false).await;
+        let to = format!("{elsewhere}/openai/deployments/d/embeddings");
+        let base = serve(RawReply::redirect(status, &to)).await;
         for extra in [
             format!("[openai.azure]\nendpoint = \"{base}\"\n"),
             format!(
@@ -116,7 +62,7 @@ async fn a_redirect_to_another_origin_is_refused_and_no_credential_follows() {
             assert!(!err.is_retryable());
         }
     }
-    let got = stolen.lock().unwrap();
+    let got = stolen.requests();
     assert!(got.is_empty(), "the other origin got: {got:?}");
 }
 
@@ -128,8 +74,7 @@ async fn a_key_in_an_error_code_is_masked() {
         r#"{{"error":{{"message":"bad key","type":"invalid_request_error","code":"{}{KEY}"}}}}"#,
         "c".repeat(40)
     );
-    let (head, body) = json_answer("401 Unauthorized", &body);
-    let (base, _) = raw_server(head, body, false).await;
+    let base = serve(RawReply::json("401 Unauthorized", &body)).await;
     let c = config(&format!(
         "provider = \"openai\"\nmodel = \"m\"\ndimensions = 4\nbase_url = \"{base}/v1\""
     ));
@@ -149,8 +94,7 @@ async fn a_key_in_a_200_answer_without_data_is_masked() {
         r#"{{"error":{{"message":"{} invalid key {KEY} (check it)"}}}}"#,
         "x".repeat(262)
     );
-    let (head, body) = json_answer("200 OK", &body);
-    let (base, _) = raw_server(head, body, false).await;
+    let base = serve(RawReply::json("200 OK", &body)).await;
     let c = config(&format!(
         "provider = \"openai\"\nmodel = \"m\"\ndimensions = 4\nbase_url = \"{base}/v1\""
     ));
@@ -182,8 +126,7 @@ fn a_base_url_with_userinfo_is_refused() {
 async fn server_text_is_printed_on_one_safe_line() {
     let body =
         r#"{"error":{"message":"bad\r\u001b[2J\u0007\u0000\u2028\u2029 input","code":"x\u001by"}}"#;
-    let (head, body) = json_answer("400 Bad Request", body);
-    let (base, _) = raw_server(head, body, false).await;
+    let base = serve(RawReply::json("400 Bad Request", body)).await;
     let c = config(&format!(
         "provider = \"openai\"\nmodel = \"m\"\ndimensions = 4\nbase_url = \"{base}/v1\""
     ));
@@ -205,9 +148,7 @@ async fn an_unknown_dimension_caps_the_body_by_the_first_row() {
     // the first row (4 values) bounds the rest of the body.
     let mut piece = br#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1,0.2,0.3,0.4]}"#.to_vec();
     piece.extend(std::iter::repeat_n(b' ', 64 * 1024));
-    let head =
-        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
-    let (base, _) = raw_server(head.into(), piece, true).await;
+    let base = serve(RawReply::chunked_forever("200 OK", piece)).await;
     let c = config(&format!(
         "provider = \"openai\"\nmodel = \"unknown-model\"\nbase_url = \"{base}/v1\""
     ));
