@@ -204,3 +204,20 @@ async fn connect_timeout_is_configurable() {
     assert_eq!(e.section().connect_timeout, Some(Duration::from_secs(2)));
     assert_eq!(e.section().request_timeout, Some(Duration::from_secs(30)));
 }
+
+#[tokio::test]
+async fn a_broken_connection_is_one_request_and_no_transport_retry() {
+    let s = FakeServer::start(FakeServerConfig::default())
+        .await
+        .unwrap();
+    for action in [FaultAction::Reset, FaultAction::Truncate] {
+        s.set_faults(vec![Fault::new(action.clone()).on(Route::OllamaEmbed)]);
+        s.reset_log();
+        let err = ollama(&s.base_url(), "dimensions = 8")
+            .embed_documents(&["a", "b"])
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Connection, "{action:?}: {err}");
+        assert_eq!(s.requests().len(), 1, "{action:?}: one request, no retry");
+    }
+}
