@@ -165,7 +165,7 @@ fn the_fingerprint_names_every_vector_changing_setting() {
         "127.0.0.1:1",
         "dimensions = 64\n[ollama]\ntruncate = false\nkeep_alive = \"5m\"\n[ollama.options]\nnum_ctx = 512\n",
     );
-    let f = &e.info().fingerprint;
+    let f = &e.info().fingerprint();
     assert!(f.contains("model=all-minilm"), "{f}");
     assert!(f.contains("truncate=false"), "{f}");
     assert!(f.contains(r#"options={"num_ctx":512}"#), "{f}");
@@ -187,10 +187,10 @@ async fn the_legacy_endpoint_is_part_of_the_fingerprint() {
         .on(Route::OllamaEmbed),
     ]);
     let e = ollama(&s.base_url(), "");
-    let before = e.info().fingerprint.clone();
+    let before = e.info().fingerprint();
     e.embed_documents(&["a"]).await.unwrap();
     assert!(e.uses_legacy_endpoint());
-    let after = &e.info().fingerprint;
+    let after = &e.info().fingerprint();
     assert!(!before.contains("legacy"), "{before}");
     assert!(after.contains("endpoint=legacy"), "{after}");
 }

@@ -177,8 +177,7 @@ fn the_fingerprint_holds_every_vector_changing_setting_and_no_secret() {
     let f = OpenAiEmbedder::from_config(&c)
         .unwrap()
         .info()
-        .fingerprint
-        .clone();
+        .fingerprint();
     assert!(f.contains("model=text-embedding-3-small"), "{f}");
     assert!(f.contains("dimensions=256"), "{f}");
     assert!(!f.contains("endpoint"), "{f}");
@@ -188,8 +187,7 @@ fn the_fingerprint_holds_every_vector_changing_setting_and_no_secret() {
     let f = OpenAiEmbedder::from_config(&c)
         .unwrap()
         .info()
-        .fingerprint
-        .clone();
+        .fingerprint();
     assert!(
         f.contains("endpoint=http://gpu-box:8000/v1/embeddings"),
         "{f}"
@@ -201,8 +199,7 @@ fn the_fingerprint_holds_every_vector_changing_setting_and_no_secret() {
     let f = OpenAiEmbedder::from_config(&c)
         .unwrap()
         .info()
-        .fingerprint
-        .clone();
+        .fingerprint();
     assert!(
         f.contains("deployment=dep") && f.contains("r.openai.azure.com"),
         "{f}"
