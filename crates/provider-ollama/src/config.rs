@@ -24,6 +24,8 @@ pub const ENV_API_KEY: &str = "OLLAMA_API_KEY";
 /// truncate = false            # fail on over-long inputs instead of cutting them
 /// headers = { "X-Team" = "search" }
 /// max_batch_size = 128
+/// connect_timeout = "5s"      # default 10s
+/// request_timeout = "120s"    # default none (the timeout layer's)
 ///
 /// [ollama.options]            # passed through to Ollama as `options`
 /// num_ctx = 8192
@@ -50,6 +52,13 @@ pub struct OllamaSection {
     /// model's context length from `/api/show` once known, else 2048;
     /// never more than `options.num_ctx`).
     pub max_input_tokens: Option<usize>,
+    /// TCP/TLS connect timeout (default 10 s).
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Option<std::time::Duration>,
+    /// Deadline of a whole request (default none: the timeout layer's; a
+    /// model that loads first may take long).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Option<std::time::Duration>,
 }
 
 impl fmt::Debug for OllamaSection {
@@ -66,6 +75,8 @@ impl fmt::Debug for OllamaSection {
             .field("headers", &headers)
             .field("max_batch_size", &self.max_batch_size)
             .field("max_input_tokens", &self.max_input_tokens)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
             .finish()
     }
 }
@@ -117,12 +128,12 @@ impl OllamaSection {
             }
         }
         for (name, value) in &self.headers {
-            if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            if embeddings_http::reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
                 return Err(Error::config(format!(
                     "`ollama.headers`: {name:?} is not a valid HTTP header name"
                 )));
             }
-            if reqwest::header::HeaderValue::from_str(value).is_err() {
+            if embeddings_http::reqwest::header::HeaderValue::from_str(value).is_err() {
                 return Err(Error::config(format!(
                     "`ollama.headers`: the value of {name:?} is not a valid HTTP header value"
                 )));
@@ -268,12 +279,25 @@ pub fn resolve_host(base_url: Option<&str>, env_host: Option<&str>) -> Result<St
         (None, Some(h)) => (h, ENV_HOST),
         (None, None) => return Ok(DEFAULT_HOST.to_owned()),
     };
-    normalize_host(value).ok_or_else(|| {
+    let host = normalize_host(value).ok_or_else(|| {
         Error::config(format!(
-            "`{origin}` = {value:?}: not an Ollama address (use host, host:port, or \
-             http://host:port)"
+            "`{origin}` = {:?}: not an Ollama address (use host, host:port, or \
+             http://host:port)",
+            embeddings_http::excerpt(&strip_userinfo(value), 200)
         ))
-    })
+    })?;
+    // No `user:pass@`: it would become Basic auth replacing the key, and
+    // travel in every request (issue 19). The toolkit refuses it by name.
+    embeddings_http::parse_base_url(origin, &host)?;
+    Ok(host)
+}
+
+/// `value` without what could be a password, for an error message.
+fn strip_userinfo(value: &str) -> String {
+    match value.rsplit_once('@') {
+        Some((_, host)) => format!("[redacted]@{host}"),
+        None => value.to_owned(),
+    }
 }
 
 fn normalize_host(value: &str) -> Option<String> {
@@ -287,7 +311,7 @@ fn normalize_host(value: &str) -> Option<String> {
         Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
         None => (rest, ""),
     };
-    // Credentials in the address are allowed (a proxy), kept as given.
+    // Credentials in the address are kept here, then refused by `resolve_host`.
     let (userinfo, hostport) = match authority.rsplit_once('@') {
         Some((u, h)) => (Some(u), h),
         None => (None, authority),
@@ -305,7 +329,7 @@ fn normalize_host(value: &str) -> Option<String> {
     let port: u16 = port.parse().ok()?;
     let user = userinfo.map(|u| format!("{u}@")).unwrap_or_default();
     let url = format!("{scheme}://{user}{host}:{port}{path}");
-    let parsed = reqwest::Url::parse(&url).ok()?;
+    let parsed = embeddings_http::Url::parse(&url).ok()?;
     if parsed.host_str().is_none_or(str::is_empty)
         || parsed.query().is_some()
         || parsed.fragment().is_some()
@@ -334,15 +358,10 @@ fn split_host_port(s: &str) -> Option<(&str, Option<&str>)> {
 }
 
 /// The address without credentials, for messages and logs.
-pub(crate) fn display_host(host: &str) -> String {
-    match reqwest::Url::parse(host) {
-        Ok(mut u) => {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.as_str().trim_end_matches('/').to_owned()
-        }
-        Err(_) => String::from("the configured Ollama host"),
-    }
+pub(crate) fn display_host(host: &embeddings_http::Url) -> String {
+    embeddings_http::redact_url(host)
+        .trim_end_matches('/')
+        .to_owned()
 }
 
 #[cfg(test)]
@@ -410,10 +429,19 @@ mod tests {
     }
 
     #[test]
-    fn credentials_are_kept_for_requests_but_not_displayed() {
-        let h = resolve_host(Some("https://user:pw@proxy.example.com"), None).unwrap();
-        assert_eq!(h, "https://user:pw@proxy.example.com");
-        assert_eq!(display_host(&h), "https://proxy.example.com");
+    fn credentials_in_the_address_are_refused_without_being_echoed() {
+        for (base, env) in [
+            (Some("https://user:pw-hunter2@proxy.example.com"), None),
+            (None, Some("user:pw-hunter2@gpu-box:11434")),
+            (Some("http://user@gpu-box"), None),
+        ] {
+            let e = resolve_host(base, env).unwrap_err();
+            assert_eq!(e.kind(), embeddings_core::ErrorKind::InvalidConfig);
+            assert!(e.to_string().contains("user name or password"), "{e}");
+            assert!(!e.to_string().contains("hunter2"), "{e}");
+        }
+        let h = embeddings_http::Url::parse("http://gpu-box:11434/").unwrap();
+        assert_eq!(display_host(&h), "http://gpu-box:11434");
     }
 
     #[test]

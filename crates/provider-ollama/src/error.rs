@@ -1,14 +1,11 @@
-//! Mapping of Ollama's HTTP answers and transport failures onto [`Error`].
-
-use std::time::{Duration, SystemTime};
+//! Ollama's error answers: its wordings (a missing model, an over-long
+//! input) on top of the toolkit's status table.
 
 use embeddings_core::{Error, ErrorKind};
+use embeddings_http::reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+use embeddings_http::{ErrorDetail, Masker, default_kind, is_context_length_text, status_error};
 
 use crate::NAME;
-use crate::parse::parse_error_body;
-
-/// Longest excerpt of a server's answer kept in an error message, in chars.
-const EXCERPT_CHARS: usize = 200;
 
 /// Maps a failed answer of an Ollama server onto a typed [`Error`].
 ///
@@ -18,17 +15,12 @@ const EXCERPT_CHARS: usize = 200;
 ///
 /// | status | kind |
 /// |---|---|
-/// | any, with context-length text | `ContextLengthExceeded` |
-/// | 400, 413, 422 | `InvalidInput` |
-/// | 401 | `Authentication` |
-/// | 403 | `PermissionDenied` |
-/// | 404 | `NotFound`, telling the user to `ollama pull <model>` |
-/// | 408 | `Timeout` |
-/// | 429 | `RateLimited`, with `retry_after` |
-/// | 5xx | `Unavailable` (with `retry_after` when sent) |
-/// | else | `InvalidResponse` |
+/// | 400 or 5xx, with context-length text | `ContextLengthExceeded` |
+/// | otherwise | the toolkit's table ([`embeddings_http::default_kind`]) |
 ///
-/// The message holds at most a short excerpt of the body.
+/// A 404 tells the user to `ollama pull <model>`. The message holds at most
+/// a short excerpt of the body, on one printable line, with anything
+/// key-shaped masked (the provider also masks its configured key).
 ///
 /// ```
 /// use embeddings_core::ErrorKind;
@@ -42,26 +34,32 @@ const EXCERPT_CHARS: usize = 200;
 /// assert!(e.message().contains("ollama pull all-minilm"));
 /// ```
 pub fn parse_error(status: u16, body: &[u8], retry_after: Option<&str>, model: &str) -> Error {
-    let text = error_text(body);
-    let lower = text.to_lowercase();
+    let mut headers = HeaderMap::new();
+    if let Some(v) = retry_after.and_then(|v| HeaderValue::from_str(v).ok()) {
+        headers.insert(RETRY_AFTER, v);
+    }
+    parse_error_masked(status, &headers, body, model, &Masker::new())
+}
+
+/// [`parse_error`] from the answer's headers (`retry-after-ms`,
+/// `retry-after`, `x-should-retry`), masking `masker`'s secrets.
+pub(crate) fn parse_error_masked(
+    status: u16,
+    headers: &HeaderMap,
+    body: &[u8],
+    model: &str,
+    masker: &Masker,
+) -> Error {
+    let text = ErrorDetail::from_body(body, masker).message;
     let said = if text.is_empty() {
         String::from("no details")
     } else {
         format!("server said: {text}")
     };
-    let kind = if is_context_length_text(&lower) && (status == 400 || status >= 500) {
+    let kind = if is_context_length_text(&text) && (status == 400 || status >= 500) {
         ErrorKind::ContextLengthExceeded
     } else {
-        match status {
-            400 | 413 | 422 => ErrorKind::InvalidInput,
-            401 => ErrorKind::Authentication,
-            403 => ErrorKind::PermissionDenied,
-            404 => ErrorKind::NotFound,
-            408 => ErrorKind::Timeout,
-            429 => ErrorKind::RateLimited,
-            500..=599 => ErrorKind::Unavailable,
-            _ => ErrorKind::InvalidResponse,
-        }
+        default_kind(status)
     };
     let message = match kind {
         ErrorKind::NotFound => {
@@ -76,132 +74,28 @@ pub fn parse_error(status: u16, body: &[u8], retry_after: Option<&str>, model: &
         }
         ErrorKind::RateLimited => format!("too many requests ({said})"),
         ErrorKind::Unavailable => format!("the server failed ({said})"),
+        ErrorKind::Timeout => format!("the server timed out ({said})"),
         ErrorKind::InvalidResponse => format!("unexpected HTTP status {status} ({said})"),
         _ => said,
     };
-    let mut e = Error::new(kind, message)
-        .with_provider(NAME)
-        .with_status(status);
-    if matches!(kind, ErrorKind::RateLimited | ErrorKind::Unavailable) {
-        if let Some(d) = retry_after.and_then(parse_retry_after) {
-            e = e.with_retry_after(d);
-        }
-    }
-    e
+    status_error(kind, message, status, headers).with_provider(NAME)
 }
 
 /// Whether a 404 means the route is missing (an Ollama older than
 /// `/api/embed`, whose router answers `404 page not found`) rather than the
 /// model (`{"error":"model \"x\" not found, try pulling it first"}`).
 pub(crate) fn is_missing_route(status: u16, body: &[u8]) -> bool {
-    if status != 404 {
-        return false;
-    }
-    match parse_error_body(body) {
-        Some(t) => !t.to_lowercase().contains("model"),
-        None => true,
-    }
-}
-
-fn is_context_length_text(lower: &str) -> bool {
-    (lower.contains("context") && (lower.contains("length") || lower.contains("exceed")))
-        || lower.contains("input length exceeds")
-        || lower.contains("too many tokens")
-}
-
-/// The error text of a body: Ollama's `error` field or the raw text, on
-/// one line and cut to a short excerpt.
-pub(crate) fn error_text(body: &[u8]) -> String {
-    let raw = match parse_error_body(body) {
-        Some(t) => t,
-        None => String::from_utf8_lossy(&body[..body.len().min(4 * EXCERPT_CHARS)]).into_owned(),
-    };
-    excerpt(&raw)
-}
-
-/// `text` on one line, at most [`EXCERPT_CHARS`] chars.
-pub(crate) fn excerpt(text: &str) -> String {
-    let mut out = String::new();
-    let mut chars = 0;
-    let mut last_space = false;
-    for c in text.trim().chars() {
-        let c = if c.is_control() || c.is_whitespace() {
-            ' '
-        } else {
-            c
-        };
-        if c == ' ' && last_space {
-            continue;
-        }
-        last_space = c == ' ';
-        if chars == EXCERPT_CHARS {
-            out.push('…');
-            return out;
-        }
-        out.push(c);
-        chars += 1;
-    }
-    out
-}
-
-/// `Retry-After`: delay seconds (integer or decimal) or an HTTP date.
-pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
-    let v = value.trim();
-    if let Ok(s) = v.parse::<u64>() {
-        return Some(Duration::from_secs(s));
-    }
-    if let Ok(s) = v.parse::<f64>() {
-        return (s.is_finite() && s >= 0.0)
-            .then(|| Duration::try_from_secs_f64(s).ok())
-            .flatten();
-    }
-    let at = httpdate::parse_http_date(v).ok()?;
-    Some(
-        at.duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
-}
-
-/// Maps a transport failure (no answer, or a broken one) onto an [`Error`]
-/// that names the host.
-pub(crate) fn transport_error(e: reqwest::Error, host: &str, reading: bool) -> Error {
-    let (kind, message) = if e.is_timeout() {
-        (
-            ErrorKind::Timeout,
-            format!("the Ollama server at {host} did not answer in time"),
-        )
-    } else if e.is_connect() {
-        (
-            ErrorKind::Connection,
-            format!(
-                "cannot connect to Ollama at {host}: Ollama may not be running \
-                 (start it with `ollama serve`, or point OLLAMA_HOST / base_url at it)"
-            ),
-        )
-    } else if e.is_builder() {
-        (
-            ErrorKind::InvalidConfig,
-            format!("cannot build a request to {host}"),
-        )
-    } else if reading {
-        (
-            ErrorKind::Connection,
-            format!("the connection to {host} broke while reading the answer"),
-        )
-    } else {
-        (
-            ErrorKind::Connection,
-            format!("the request to {host} failed before an answer arrived"),
-        )
-    };
-    Error::new(kind, message)
-        .with_provider(NAME)
-        .with_source(e.without_url())
+    status == 404
+        && !ErrorDetail::from_body(body, &Masker::new())
+            .message
+            .to_lowercase()
+            .contains("model")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn statuses_and_texts_map_to_kinds() {
@@ -247,8 +141,8 @@ mod tests {
             ),
             (502, "<html>Bad Gateway</html>", ErrorKind::Unavailable),
             (503, r#"{"error":"server busy"}"#, ErrorKind::Unavailable),
-            (504, "", ErrorKind::Unavailable),
-            (418, "teapot", ErrorKind::InvalidResponse),
+            (504, "", ErrorKind::Timeout),
+            (418, "teapot", ErrorKind::InvalidInput),
             (302, "", ErrorKind::InvalidResponse),
         ];
         for (status, body, kind) in cases {
@@ -282,14 +176,12 @@ mod tests {
         assert_eq!(e.retry_after(), Some(Duration::from_secs(2)));
         let e = parse_error(429, b"{}", Some("soon"), "m");
         assert_eq!(e.retry_after(), None);
+        // What the server said is kept whatever the status (the retry
+        // layer only waits for retryable errors).
         let e = parse_error(400, b"{}", Some("2"), "m");
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(2)));
+        let e = parse_error(429, b"{}", Some("-3"), "m");
         assert_eq!(e.retry_after(), None);
-        // An HTTP date in the past is "now".
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(parse_retry_after("-3"), None);
     }
 
     #[test]
@@ -300,7 +192,10 @@ mod tests {
             "x".repeat(300)
         );
         let e = parse_error(500, body.as_bytes(), None, "m");
-        assert!(e.message().chars().count() < EXCERPT_CHARS + 80, "{e}");
+        assert!(
+            e.message().chars().count() < embeddings_http::MAX_EXCERPT + 80,
+            "{e}"
+        );
         assert!(e.message().contains('…'));
         let raw = vec![b'a'; 100_000];
         let e = parse_error(502, &raw, None, "m");

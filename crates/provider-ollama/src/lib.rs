@@ -46,10 +46,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use embeddings_core::{
-    Config, Embedder, Embeddings, Error, ErrorKind, ExposeSecret, ProviderInfo, Result,
-    SecretString, async_trait,
+    Config, Embedder, Embeddings, Error, ErrorKind, ProviderInfo, Result, SecretString, async_trait,
 };
-use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
+use embeddings_http::{
+    Answer, Auth, BodyCap, DEFAULT_CONNECT_TIMEOUT, HttpClient, MAX_EXCERPT, Url, push_path,
+    resolve_key,
+};
 use serde::Serialize;
 
 pub use crate::config::{
@@ -59,7 +61,7 @@ pub use crate::error::parse_error;
 pub use crate::parse::parse_embed_response;
 
 use crate::config::display_host;
-use crate::error::{excerpt, is_missing_route, transport_error};
+use crate::error::{is_missing_route, parse_error_masked};
 
 /// The registered name.
 pub const NAME: &str = "ollama";
@@ -76,16 +78,48 @@ pub const DEFAULT_MAX_BATCH_SIZE: usize = 256;
 pub const DEFAULT_MAX_INPUT_TOKENS: usize = 2048;
 /// The text embedded by the probe of [`OllamaEmbedder::discover_dimension`].
 pub const PROBE_TEXT: &str = "dimension probe";
+/// The largest `/api/show`, `/api/tags` or `/api/version` answer read.
+pub const MAX_INFO_BODY: usize = 8 << 20;
+
+/// What is appended to a connection failure.
+const CONNECT_HINT: &str = "Ollama may not be running: start it with `ollama serve`, \
+                            or point OLLAMA_HOST / base_url at it";
+
+/// The routes of one server, built once.
+#[derive(Debug)]
+struct Routes {
+    embed: Url,
+    embeddings: Url,
+    show: Url,
+    tags: Url,
+    version: Url,
+}
+
+impl Routes {
+    fn new(base: &Url) -> Self {
+        let at = |path: &str| {
+            let mut u = base.clone();
+            push_path(&mut u, &["api", path]);
+            u
+        };
+        Routes {
+            embed: at("embed"),
+            embeddings: at("embeddings"),
+            show: at("show"),
+            tags: at("tags"),
+            version: at("version"),
+        }
+    }
+}
 
 /// The embedder talking to one Ollama server about one model.
 ///
 /// Cheap to share (`Arc`); the endpoint choice and the dimension are learned
 /// once and shared by every caller.
 pub struct OllamaEmbedder {
-    client: reqwest::Client,
-    /// Base URL (may hold credentials of a proxy; never printed).
-    base_url: String,
-    /// `host` without credentials, for messages and logs.
+    client: HttpClient,
+    routes: Routes,
+    /// The server's address, for messages and logs.
     shown_host: String,
     model: String,
     /// The `dimensions` sent to the server (from the configuration).
@@ -144,14 +178,6 @@ struct ModelRequest<'a> {
     model: &'a str,
 }
 
-/// How an answer ended, before its status is interpreted.
-struct Answer {
-    status: u16,
-    retry_after: Option<String>,
-    retry_after_ms: Option<u64>,
-    body: bytes::Bytes,
-}
-
 impl OllamaEmbedder {
     /// Builds from the configuration: `model` (default
     /// [`DEFAULT_MODEL`]), `dimensions`, `base_url` (else `OLLAMA_HOST`),
@@ -160,30 +186,24 @@ impl OllamaEmbedder {
     pub fn from_config(config: &Config) -> Result<Self> {
         let env_host = std::env::var(ENV_HOST).ok();
         let host = resolve_host(config.base_url.as_deref(), env_host.as_deref())?;
-        let key = match &config.api_key {
-            Some(k) => Some(k.clone()),
-            None => std::env::var(ENV_API_KEY)
-                .ok()
-                .filter(|k| !k.trim().is_empty())
-                .map(SecretString::from),
-        };
+        let key = resolve_key(config.api_key.as_ref(), &[ENV_API_KEY]);
         let section = OllamaSection::from_config(config)?;
         let model = config
             .model
             .clone()
             .unwrap_or_else(|| DEFAULT_MODEL.to_owned());
-        Self::build(host, model, config.dimensions, key, section)
+        Self::build(&host, model, config.dimensions, key, section)
     }
 
     /// An embedder of `model` on the server at `host` (any form
     /// [`resolve_host`] accepts), with default settings.
     pub fn new(host: &str, model: impl Into<String>) -> Result<Self> {
         let host = resolve_host(Some(host), None)?;
-        Self::build(host, model.into(), None, None, OllamaSection::default())
+        Self::build(&host, model.into(), None, None, OllamaSection::default())
     }
 
     fn build(
-        host: String,
+        host: &str,
         model: String,
         dimensions: Option<usize>,
         api_key: Option<SecretString>,
@@ -196,49 +216,51 @@ impl OllamaEmbedder {
             return Err(Error::config("`dimensions` = 0: must be at least 1"));
         }
         section.validate()?;
-        let mut headers = HeaderMap::new();
+        let base = embeddings_http::parse_base_url("base_url", host)?;
+        let mut builder = HttpClient::builder(NAME)
+            .user_agent(concat!("embeddings-ollama/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(section.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT))
+            .request_timeout(section.request_timeout)
+            .connect_hint(CONNECT_HINT);
         for (name, value) in &section.headers {
-            let name = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| Error::config(format!("`ollama.headers`: bad name {name:?}")))?;
-            let mut value = HeaderValue::from_str(value)
-                .map_err(|_| Error::config(format!("`ollama.headers`: bad value for {name:?}")))?;
-            value.set_sensitive(true);
-            headers.insert(name, value);
+            builder = builder.secret_header("ollama.headers", name, value)?;
         }
         if let Some(key) = &api_key {
-            let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose_secret()))
-                .map_err(|_| Error::config("`api_key` holds characters not allowed in a header"))?;
-            value.set_sensitive(true);
-            headers.insert(header::AUTHORIZATION, value);
+            builder = builder.auth(Auth::Bearer(key.clone()));
         }
-        let client = reqwest::Client::builder()
-            .default_headers(headers)
-            .user_agent(concat!("embeddings-ollama/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| {
-                Error::new(ErrorKind::Internal, "cannot build the HTTP client")
-                    .with_provider(NAME)
-                    .with_source(e)
-            })?;
-        let mut base = ProviderInfo::new(NAME, model.clone(), 0);
-        base.max_batch_size = section.max_batch_size.unwrap_or(DEFAULT_MAX_BATCH_SIZE);
-        base.max_input_tokens = section
+        let client = builder.build()?;
+
+        let mut info = ProviderInfo::new(NAME, model.clone(), 0);
+        info.max_batch_size = section.max_batch_size.unwrap_or(DEFAULT_MAX_BATCH_SIZE);
+        info.max_input_tokens = section
             .max_input_tokens
             .or(section.num_ctx())
             .unwrap_or(DEFAULT_MAX_INPUT_TOKENS);
         // Ollama has no budget per request beyond each input's context.
-        base.max_batch_tokens = base.max_input_tokens.saturating_mul(base.max_batch_size);
-        base.normalized = true;
-        let mut legacy = base.clone();
+        info.max_batch_tokens = info.max_input_tokens.saturating_mul(info.max_batch_size);
+        info.normalized = true;
+        // Every setting that changes the vectors (never a secret).
+        if let Some(d) = dimensions {
+            info.add_fingerprint("dimensions", d);
+        }
+        if let Some(t) = section.truncate {
+            info.add_fingerprint("truncate", t);
+        }
+        if let Some(o) = &section.options {
+            // serde_json's map is ordered by key: the same options, the same text.
+            info.add_fingerprint("options", serde_json::Value::Object(o.clone()));
+        }
+        let mut legacy = info.clone();
         legacy.normalized = false;
+        legacy.add_fingerprint("endpoint", "legacy");
         let dim = OnceLock::new();
         if let Some(d) = dimensions {
             let _ = dim.set(d);
         }
         Ok(OllamaEmbedder {
             client,
-            shown_host: display_host(&host),
-            base_url: host,
+            routes: Routes::new(&base),
+            shown_host: display_host(&base),
             model,
             requested_dim: dimensions,
             section,
@@ -247,7 +269,7 @@ impl OllamaEmbedder {
             dim,
             context_length: OnceLock::new(),
             known: [OnceLock::new(), OnceLock::new()],
-            pending: [base, legacy],
+            pending: [info, legacy],
         })
     }
 
@@ -283,7 +305,10 @@ impl OllamaEmbedder {
         let body = serde_json::to_vec(&ModelRequest { model: &self.model })
             .map_err(|e| self.internal(e))?;
         let answer = self
-            .send(reqwest::Method::POST, "/api/show", Some(body))
+            .send(
+                self.client.post_json(&self.routes.show, body),
+                BodyCap::Bytes(MAX_INFO_BODY),
+            )
             .await?;
         match answer.status {
             200..=299 => match parse::parse_show_response(&answer.body) {
@@ -321,13 +346,6 @@ impl OllamaEmbedder {
         Ok(d)
     }
 
-    fn url(&self, path: &str) -> String {
-        let mut u = String::with_capacity(self.base_url.len() + path.len());
-        u.push_str(&self.base_url);
-        u.push_str(path);
-        u
-    }
-
     fn internal(&self, e: impl std::error::Error + Send + Sync + 'static) -> Error {
         Error::new(ErrorKind::Internal, "cannot encode the request")
             .with_provider(NAME)
@@ -338,56 +356,25 @@ impl OllamaEmbedder {
         Error::invalid_response(message).with_provider(NAME)
     }
 
-    /// Sends one request and reads the whole answer; transport failures are
-    /// mapped, statuses are left to the caller.
+    /// Sends one request and reads the answer within `cap`; transport
+    /// failures are mapped, statuses are left to the caller.
     async fn send(
         &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Vec<u8>>,
+        request: embeddings_http::reqwest::RequestBuilder,
+        cap: BodyCap,
     ) -> Result<Answer> {
-        let mut req = self.client.request(method, self.url(path));
-        if let Some(body) = body {
-            req = req
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(body);
-        }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| transport_error(e, &self.shown_host, false))?;
-        let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get(header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let retry_after_ms = resp
-            .headers()
-            .get("retry-after-ms")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| transport_error(e, &self.shown_host, true))?;
-        Ok(Answer {
-            status,
-            retry_after,
-            retry_after_ms,
-            body,
-        })
+        self.client.call(request, &self.shown_host, cap).await
     }
 
     fn status_error(&self, a: &Answer) -> Error {
-        let e = parse_error(a.status, &a.body, a.retry_after.as_deref(), &self.model);
-        match a.retry_after_ms {
-            // The more precise `retry-after-ms` wins when sent.
-            Some(ms) if e.retry_after().is_some() || a.status == 429 => {
-                e.with_retry_after(std::time::Duration::from_millis(ms))
-            }
-            _ => e,
-        }
+        let e = parse_error_masked(
+            a.status,
+            &a.headers,
+            &a.body,
+            &self.model,
+            self.client.masker(),
+        );
+        self.client.finish(e)
     }
 
     /// One `POST /api/embed` for every text; `None` when the route is missing.
@@ -401,17 +388,22 @@ impl OllamaEmbedder {
             options: self.section.options.as_ref(),
         };
         let body = serde_json::to_vec(&req).map_err(|e| self.internal(e))?;
+        let cap = BodyCap::Rows {
+            rows: texts.len(),
+            dim: self.dimension(),
+            key: "embeddings",
+        };
         let answer = self
-            .send(reqwest::Method::POST, "/api/embed", Some(body))
+            .send(self.client.post_json(&self.routes.embed, body), cap)
             .await?;
         if answer.status == 404 && is_missing_route(404, &answer.body) {
             return Ok(None);
         }
-        if !(200..300).contains(&answer.status) {
+        if !answer.is_success() {
             return Err(self.status_error(&answer));
         }
         let e = parse_embed_response(&answer.body, texts.len(), self.dim.get().copied())
-            .map_err(|e| e.with_provider(NAME))?;
+            .map_err(|e| self.client.finish(e))?;
         self.learn_dimension(e.dim())?;
         Ok(Some(e))
     }
@@ -425,7 +417,8 @@ impl OllamaEmbedder {
                 "input {i} is empty: this Ollama server only has the legacy /api/embeddings, \
                  which does not embed empty text (upgrade Ollama to 0.3.4 or later)"
             ))
-            .with_provider(NAME));
+            .with_provider(NAME)
+            .with_inputs(i..i + 1));
         }
         let mut data: Vec<f32> = Vec::new();
         let mut dim = self.dim.get().copied();
@@ -437,31 +430,37 @@ impl OllamaEmbedder {
                 options: self.section.options.as_ref(),
             };
             let body = serde_json::to_vec(&req).map_err(|e| self.internal(e))?;
+            let cap = BodyCap::Rows {
+                rows: 1,
+                dim: dim.unwrap_or(0),
+                key: "embedding",
+            };
             let answer = self
-                .send(reqwest::Method::POST, "/api/embeddings", Some(body))
+                .send(self.client.post_json(&self.routes.embeddings, body), cap)
                 .await?;
             if answer.status == 404 && is_missing_route(404, &answer.body) {
+                let said = self
+                    .client
+                    .masker()
+                    .excerpt(&String::from_utf8_lossy(&answer.body), MAX_EXCERPT);
                 return Err(Error::new(
                     ErrorKind::NotFound,
                     format!(
                         "{} has neither /api/embed nor /api/embeddings: is it an Ollama server? \
                          (base_url must be the server root, such as http://localhost:11434; \
-                         server said: {})",
+                         server said: {said})",
                         self.shown_host,
-                        excerpt(&String::from_utf8_lossy(
-                            &answer.body[..answer.body.len().min(400)]
-                        ))
                     ),
                 )
                 .with_provider(NAME)
                 .with_status(404));
             }
-            if !(200..300).contains(&answer.status) {
-                return Err(self.status_error(&answer));
+            if !answer.is_success() {
+                return Err(self.status_error(&answer).with_inputs(i..i + 1));
             }
             let row = parse::parse_legacy_response(&answer.body).map_err(|e| {
                 let m = format!("input {i}: {}", e.message());
-                e.with_message(m).with_provider(NAME)
+                self.client.finish(e.with_message(m).with_inputs(i..i + 1))
             })?;
             if let Some(d) = dim {
                 if row.len() != d {
@@ -561,10 +560,14 @@ impl Embedder for OllamaEmbedder {
     }
 
     async fn health_check(&self) -> Result<()> {
+        let get = |url: &Url| {
+            self.client
+                .request(embeddings_http::reqwest::Method::GET, url)
+        };
         let version = self
-            .send(reqwest::Method::GET, "/api/version", None)
+            .send(get(&self.routes.version), BodyCap::Bytes(MAX_INFO_BODY))
             .await?;
-        if !(200..300).contains(&version.status) {
+        if !version.is_success() {
             let e = self.status_error(&version);
             let m = format!(
                 "{} answered GET /api/version with HTTP {}: is it an Ollama server? ({})",
@@ -574,8 +577,10 @@ impl Embedder for OllamaEmbedder {
             );
             return Err(e.with_message(m));
         }
-        let tags = self.send(reqwest::Method::GET, "/api/tags", None).await?;
-        if !(200..300).contains(&tags.status) {
+        let tags = self
+            .send(get(&self.routes.tags), BodyCap::Bytes(MAX_INFO_BODY))
+            .await?;
+        if !tags.is_success() {
             return Err(self.status_error(&tags));
         }
         let names = parse::parse_tags_response(&tags.body).map_err(|e| e.with_provider(NAME))?;

@@ -1,12 +1,15 @@
 //! Parsers of Ollama's answers.
 //!
-//! The `/api/embed` parser writes every float straight into one contiguous
-//! buffer (a serde `DeserializeSeed` per row), checking the number of rows
-//! and the dimension as it goes: no `serde_json::Value`, no `Vec<Vec<f32>>`.
+//! The `/api/embed` parser is the envelope (`embeddings`,
+//! `prompt_eval_count`) around the toolkit's scanner and row buffer
+//! ([`embeddings_http::json`]): every float goes straight into one
+//! contiguous buffer, and the number of rows and the dimension are checked
+//! as it goes. No `serde_json::Value`, no `Vec<Vec<f32>>`.
 
 use std::fmt;
 
-use embeddings_core::{Embeddings, Error, Result, Usage, json_number};
+use embeddings_core::{Embeddings, Error, Result, Usage};
+use embeddings_http::json::{self, RowBuffer, RowError, Scanner};
 use serde::Deserialize;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 
@@ -33,10 +36,10 @@ pub fn parse_embed_response(
     expected_rows: usize,
     expected_dim: Option<usize>,
 ) -> Result<Embeddings> {
-    let mut rows = Rows::new(expected_rows, expected_dim);
+    let mut rows = RowBuffer::sequential(expected_rows, expected_dim.unwrap_or(0));
     let count = parse_top(body, &mut rows, false)
         .map_err(|m| Error::invalid_response(format!("/api/embed answer: {m}")))?;
-    let mut e = rows.finish()?;
+    let mut e = finish(rows)?;
     if let Some(n) = count {
         e.set_usage(Some(Usage::tokens(n)));
     }
@@ -46,10 +49,21 @@ pub fn parse_embed_response(
 /// Parses the body of a legacy `POST /api/embeddings` answer
 /// (`{"embedding": [..]}`) into a new vector.
 pub(crate) fn parse_legacy_response(body: &[u8]) -> Result<Vec<f32>> {
-    let mut rows = Rows::new(1, None);
+    let mut rows = RowBuffer::sequential(1, 0);
     parse_top(body, &mut rows, true)
         .map_err(|m| Error::invalid_response(format!("/api/embeddings answer: {m}")))?;
-    Ok(rows.data)
+    Ok(finish(rows)?.into_flat())
+}
+
+fn finish(rows: RowBuffer) -> Result<Embeddings> {
+    if rows.count() != rows.rows() {
+        return Err(Error::invalid_response(format!(
+            "expected {} vectors, got {}",
+            rows.rows(),
+            rows.count()
+        )));
+    }
+    rows.finish()
 }
 
 /// What `POST /api/show` tells about a model.
@@ -154,357 +168,156 @@ pub(crate) fn parse_tags_response(body: &[u8]) -> Result<Vec<String>> {
         .collect())
 }
 
-/// Ollama's error body, `{"error": "..."}`.
-pub(crate) fn parse_error_body(body: &[u8]) -> Option<String> {
-    #[derive(Deserialize)]
-    struct ErrorBody {
-        error: ErrorField,
-    }
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum ErrorField {
-        Text(String),
-        Object { message: String },
-    }
-    match serde_json::from_slice::<ErrorBody>(body).ok()?.error {
-        ErrorField::Text(t) | ErrorField::Object { message: t } => Some(t),
-    }
-}
-
 // ---------------------------------------------------------------------------
-// The top-level object.
+// The envelope.
 
 /// Walks the top-level object of an answer: the vectors field
 /// (`embeddings`, or `embedding` when `legacy`) is scanned into `rows`;
-/// `prompt_eval_count` is read; every other value is checked and skipped
-/// by serde_json. Returns `prompt_eval_count`.
+/// `prompt_eval_count` is read; every other value is checked and skipped.
+/// Returns `prompt_eval_count`.
 fn parse_top(
     body: &[u8],
-    rows: &mut Rows,
+    rows: &mut RowBuffer,
     legacy: bool,
 ) -> std::result::Result<Option<u64>, String> {
-    let field = if legacy { "embedding" } else { "embeddings" };
-    let mut s = Scanner { text: body, pos: 0 };
+    let field: &[u8] = if legacy { b"embedding" } else { b"embeddings" };
+    let mut s = Scanner::new(body);
     let mut seen = false;
     let mut count = None;
-    s.ws();
-    if !s.eat(b'{') {
+    if !s.eat_if(b'{') {
         return Err("not a JSON object".to_owned());
     }
-    s.ws();
-    if !s.eat(b'}') {
+    let malformed = |m: String| m.replacen("malformed response", "malformed JSON", 1);
+    if !s.eat_if(b'}') {
         loop {
-            s.ws();
-            let key = s.key()?;
-            s.ws();
-            if !s.eat(b':') {
-                return Err(format!("malformed JSON at byte {}", s.pos));
+            let at = s.pos();
+            let key = s.string().map_err(malformed)?;
+            if std::str::from_utf8(&key).is_err() {
+                return Err(format!("invalid UTF-8 in a key at byte {at}"));
             }
-            s.ws();
-            if key == field {
+            s.eat(b':', "':'").map_err(malformed)?;
+            if *key == *field {
                 if seen {
-                    return Err(format!("duplicate field `{field}`"));
+                    return Err(format!(
+                        "duplicate field `{}`",
+                        String::from_utf8_lossy(field)
+                    ));
                 }
                 seen = true;
                 if legacy {
-                    s.row(rows)?;
+                    row(&mut s, rows, 0)?;
                 } else {
-                    s.rows(rows)?;
+                    vectors(&mut s, rows)?;
                 }
-            } else if key == "prompt_eval_count" && !legacy {
-                count = s.serde_value::<Option<u64>>()?;
+            } else if &*key == b"prompt_eval_count" && !legacy {
+                if !s.is_null() {
+                    count = Some(
+                        s.integer(|| "`prompt_eval_count`".to_owned())
+                            .map_err(malformed)?,
+                    );
+                }
             } else {
-                s.serde_value::<IgnoredAny>()?;
+                s.skip_value(1).map_err(malformed)?;
             }
-            s.ws();
-            if s.eat(b',') {
-                continue;
-            }
-            if s.eat(b'}') {
+            if !s.more(b'}').map_err(malformed)? {
                 break;
             }
-            return Err(format!("malformed JSON at byte {}", s.pos));
         }
     }
     s.ws();
-    if s.pos != body.len() {
-        return Err(format!("trailing characters at byte {}", s.pos));
+    if s.pos() != body.len() {
+        return Err(format!("trailing characters at byte {}", s.pos()));
     }
     if !seen {
-        return Err(format!("no `{field}` field"));
+        return Err(format!("no `{}` field", String::from_utf8_lossy(field)));
     }
     Ok(count)
 }
 
-// ---------------------------------------------------------------------------
-// The vectors.
-
-/// The buffer being filled, and what is known and expected of it.
-#[derive(Debug)]
-struct Rows {
-    data: Vec<f32>,
-    dim: Option<usize>,
-    rows: usize,
-    expected_rows: usize,
-}
-
-impl Rows {
-    fn new(expected_rows: usize, expected_dim: Option<usize>) -> Self {
-        // Reserve what the answer should hold, within reason: the buffer
-        // still grows if a (bad) answer holds more.
-        let cap = expected_dim.map_or(0, |d| expected_rows.saturating_mul(d).min(1 << 26));
-        Rows {
-            data: Vec::with_capacity(cap),
-            dim: expected_dim,
-            rows: 0,
-            expected_rows,
-        }
+/// The `embeddings` array, `[[n, ..], ..]`.
+fn vectors(s: &mut Scanner<'_>, rows: &mut RowBuffer) -> std::result::Result<(), String> {
+    s.ws();
+    if !s.eat_if(b'[') {
+        return Err("`embeddings` is not an array".to_owned());
     }
-
-    fn finish(self) -> Result<Embeddings> {
-        if self.rows != self.expected_rows {
-            return Err(Error::invalid_response(format!(
-                "expected {} vectors, got {}",
-                self.expected_rows, self.rows
-            )));
-        }
-        if self.rows == 0 {
-            return Ok(Embeddings::empty(self.dim.unwrap_or(0)));
-        }
-        Embeddings::from_flat(self.data, self.dim.unwrap_or(0))
+    if s.eat_if(b']') {
+        return Ok(());
     }
-}
-
-/// A cursor over the JSON text of an answer.
-struct Scanner<'t> {
-    text: &'t [u8],
-    pos: usize,
-}
-
-impl<'t> Scanner<'t> {
-    #[inline]
-    fn peek(&self) -> Option<u8> {
-        self.text.get(self.pos).copied()
-    }
-
-    #[inline]
-    fn ws(&mut self) {
-        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
-            self.pos += 1;
+    loop {
+        if rows.count() == rows.rows() {
+            s.ws();
+            let got = rows.count() + s.count_elements();
+            return Err(format!("expected {} vectors, got {got}", rows.rows()));
         }
-    }
-
-    #[inline]
-    fn eat(&mut self, b: u8) -> bool {
-        if self.peek() == Some(b) {
-            self.pos += 1;
-            true
-        } else {
-            false
+        let i = rows.count();
+        row(s, rows, i)?;
+        if s.eat_if(b',') {
+            continue;
         }
-    }
-
-    /// An object key. Plain keys are compared in place; keys with escapes
-    /// are decoded by serde_json.
-    fn key(&mut self) -> std::result::Result<std::borrow::Cow<'t, str>, String> {
-        let t = self.text;
-        if self.peek() != Some(b'"') {
-            return Err(format!(
-                "malformed JSON at byte {}: expected a key",
-                self.pos
-            ));
-        }
-        let start = self.pos + 1;
-        let mut i = start;
-        while let Some(&c) = t.get(i) {
-            match c {
-                b'"' => {
-                    let key = std::str::from_utf8(&t[start..i])
-                        .map_err(|_| format!("invalid UTF-8 in a key at byte {start}"))?;
-                    self.pos = i + 1;
-                    return Ok(key.into());
-                }
-                b'\\' | 0..=0x1f => break,
-                _ => i += 1,
-            }
-        }
-        self.serde_value::<String>().map(Into::into)
-    }
-
-    /// One JSON value at the cursor, read (and checked) by serde_json.
-    fn serde_value<T: serde::de::DeserializeOwned>(&mut self) -> std::result::Result<T, String> {
-        let rest = &self.text[self.pos..];
-        let mut values = serde_json::Deserializer::from_slice(rest).into_iter::<T>();
-        match values.next() {
-            Some(Ok(v)) => {
-                self.pos += values.byte_offset();
-                Ok(v)
-            }
-            Some(Err(e)) => Err(format!("malformed JSON at byte {}: {e}", self.pos)),
-            None => Err("unexpected end of the answer".to_owned()),
-        }
-    }
-
-    /// The `embeddings` array, `[[n, ..], ..]`.
-    fn rows(&mut self, rows: &mut Rows) -> std::result::Result<(), String> {
-        if !self.eat(b'[') {
-            return Err("`embeddings` is not an array".to_owned());
-        }
-        self.ws();
-        if self.eat(b']') {
+        if s.eat_if(b']') {
             return Ok(());
         }
-        loop {
-            if rows.rows == rows.expected_rows {
-                let got = rows.rows + self.count_elements();
-                return Err(format!(
-                    "expected {} vectors, got {got}",
-                    rows.expected_rows
-                ));
-            }
-            self.row(rows)?;
-            self.ws();
-            if self.eat(b',') {
-                self.ws();
-                continue;
-            }
-            if self.eat(b']') {
-                return Ok(());
-            }
-            return Err(format!("malformed `embeddings` array at byte {}", self.pos));
-        }
+        return Err(format!("malformed `embeddings` array at byte {}", s.pos()));
     }
+}
 
-    /// Counts the remaining elements of the array whose first element
-    /// starts at the cursor (for an error message; nothing is stored).
-    fn count_elements(&self) -> usize {
-        let (mut depth, mut n, mut in_str, mut esc) = (0usize, 1usize, false, false);
-        for &b in &self.text[self.pos..] {
-            if in_str {
-                match (esc, b) {
-                    (true, _) => esc = false,
-                    (false, b'\\') => esc = true,
-                    (false, b'"') => in_str = false,
-                    _ => {}
-                }
-                continue;
-            }
-            match b {
-                b'"' => in_str = true,
-                b'[' | b'{' => depth += 1,
-                b']' | b'}' if depth == 0 => break,
-                b']' | b'}' => depth -= 1,
-                b',' if depth == 0 => n += 1,
-                _ => {}
-            }
-        }
-        n
+/// One vector, `[n, ..]`, parsed straight into row `i` of the buffer
+/// (learning the dimension from the first when unknown).
+fn row(s: &mut Scanner<'_>, rows: &mut RowBuffer, i: usize) -> std::result::Result<(), String> {
+    s.ws();
+    if s.peek() != Some(b'[') {
+        return Err(format!("vector {i} is not an array"));
     }
-
-    /// One vector, `[n, ..]`, appended to the buffer value by value and
-    /// checked against the known dimension as it goes.
-    fn row(&mut self, rows: &mut Rows) -> std::result::Result<(), String> {
-        let row = rows.rows;
-        self.ws();
-        if !self.eat(b'[') {
-            return Err(format!("vector {row} is not an array"));
-        }
-        let start = rows.data.len();
-        let limit = rows.dim.map_or(usize::MAX, |d| start + d);
-        if let Some(d) = rows.dim {
-            rows.data.reserve(d);
-        }
-        self.ws();
-        if !self.eat(b']') {
-            loop {
-                // Whitespace between values is rare: look before looping.
-                if let Some(b' ' | b'\n' | b'\r' | b'\t') = self.text.get(self.pos) {
-                    self.ws();
-                }
-                let index = rows.data.len() - start;
-                let Some(v) = self.number() else {
-                    return Err(format!(
-                        "vector {row} holds a value that is not a number at index {index}"
-                    ));
-                };
-                if rows.data.len() == limit {
-                    let n = index + self.count_elements();
-                    let d = limit - start;
-                    return Err(format!("vector {row} has {n} values, expected {d}"));
-                }
-                if !v.is_finite() {
-                    return Err(format!(
-                        "vector {row} holds a non-finite value at index {index}"
-                    ));
-                }
-                rows.data.push(v);
-                // The common separators first: `,` or `]` right after the number.
-                match self.text.get(self.pos) {
-                    Some(b',') => {
-                        self.pos += 1;
-                        continue;
-                    }
-                    Some(b']') => {
-                        self.pos += 1;
-                        break;
-                    }
-                    _ => {}
-                }
-                self.ws();
-                if self.eat(b',') {
-                    continue;
-                }
-                if self.eat(b']') {
-                    break;
-                }
-                return Err(format!("vector {row} is malformed"));
-            }
-        }
-        let n = rows.data.len() - start;
-        if n == 0 {
-            return Err(format!("vector {row} is empty"));
-        }
-        match rows.dim {
-            Some(d) if n != d => return Err(format!("vector {row} has {n} values, expected {d}")),
-            Some(_) => {}
-            None => {
-                rows.dim = Some(n);
-                let more = rows.expected_rows.saturating_sub(1).saturating_mul(n);
-                rows.data.reserve(more.min(1 << 26));
-            }
-        }
-        rows.rows += 1;
-        Ok(())
+    let start = s.pos();
+    let result = match rows.row_mut(i) {
+        Some(dst) => json::parse_floats_into(s.bytes(), start, dst).map(|end| s.set_pos(end)),
+        None => rows.read_floats(s, 0),
+    };
+    let dim = rows.dim();
+    if let Err(e) = result {
+        return Err(row_error(s, start, i, dim, e));
     }
+    if rows.ready() {
+        rows.done(i);
+        return Ok(());
+    }
+    // The first row of an unknown dimension: in the scratch row.
+    rows.place_floats(i)
+        .map_err(|_| format!("vector {i} is empty"))?;
+    rows.done(i);
+    Ok(())
+}
 
-    /// A JSON number as the nearest `f32` (`None` when the cursor is not
-    /// on a JSON number). Values beyond `f32` come out infinite.
-    #[inline]
-    fn number(&mut self) -> Option<f32> {
-        let (v, end) = json_number::parse_f32(self.text, self.pos)?;
-        self.pos = end;
-        Some(v)
+fn row_error(s: &Scanner<'_>, start: usize, i: usize, dim: usize, e: RowError) -> String {
+    match e {
+        RowError::Dimension { got: 0, .. } => format!("vector {i} is empty"),
+        RowError::Dimension { got, expected } if got > expected => {
+            let mut c = s.clone();
+            c.set_pos(start + 1);
+            c.ws();
+            let n = c.count_elements();
+            if dim == 0 {
+                format!("vector {i} has {n} values, more than {expected}")
+            } else {
+                format!("vector {i} has {n} values, expected {expected}")
+            }
+        }
+        RowError::Dimension { got, expected } => {
+            format!("vector {i} has {got} values, expected {expected}")
+        }
+        RowError::NotANumber { at } => {
+            format!("vector {i} holds a value that is not a number at index {at}")
+        }
+        RowError::NotFinite { at } => {
+            format!("vector {i} holds a non-finite value at index {at}")
+        }
+        _ => format!("vector {i} is malformed"),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    // The number grammar and its rounding are tested in
-    // `embeddings_core::json_number`; here, that the scanner uses it.
-    #[test]
-    fn numbers_advance_the_cursor_only_when_read() {
-        let mut s = Scanner {
-            text: b"-1.5e1, 01",
-            pos: 0,
-        };
-        assert_eq!(s.number(), Some(-15.0));
-        assert_eq!(s.pos, 6);
-        s.pos = 8;
-        assert_eq!(s.number(), None);
-        assert_eq!(s.pos, 8);
-    }
 
     #[test]
     fn values_that_are_not_json_numbers_or_not_finite_are_refused() {

@@ -339,7 +339,7 @@ async fn every_fault_is_mapped() {
         (status(500), ErrorKind::Unavailable),
         (status(502), ErrorKind::Unavailable),
         (status(503), ErrorKind::Unavailable),
-        (status(504), ErrorKind::Unavailable),
+        (status(504), ErrorKind::Timeout),
         (FaultAction::Reset, ErrorKind::Connection),
         (FaultAction::Truncate, ErrorKind::Connection),
         (FaultAction::MalformedJson, ErrorKind::InvalidResponse),

@@ -63,18 +63,21 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use embeddings_core::{
-    Config, EmbedRequest, Embedder, Embeddings, Error, ExposeSecret, ProviderInfo, Result,
-    SecretString, async_trait,
+    Config, EmbedRequest, Embedder, Embeddings, Error, ProviderInfo, Result, SecretString,
+    async_trait,
 };
-use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
+use embeddings_http::{
+    Auth, BodyCap, HttpClient, Url, parse_base_url, push_path, rate_limit_snapshot,
+    redact_url_keeping, resolve_key, resolve_setting,
+};
 use serde::Deserialize;
 
 pub use crate::decode::EncodingFormat;
-pub use crate::errors::{
-    MAX_EXCERPT, excerpt, parse_error, parse_reset, rate_limit_snapshot, retry_after,
-    transport_error,
-};
+pub use crate::errors::{parse_error, parse_error_masked};
 pub use crate::tokens::{count_tokens, split_tokens};
+pub use embeddings_http::{
+    DEFAULT_CONNECT_TIMEOUT, MAX_EXCERPT, excerpt, parse_reset, retry_after,
+};
 
 /// The registered name.
 pub const NAME: &str = "openai";
@@ -92,10 +95,6 @@ pub const ENV_BASE_URL: &str = "OPENAI_BASE_URL";
 pub const ENV_AZURE_API_KEY: &str = "AZURE_OPENAI_API_KEY";
 /// Azure's endpoint variable (read in Azure mode when no endpoint is configured).
 pub const ENV_AZURE_ENDPOINT: &str = "AZURE_OPENAI_ENDPOINT";
-/// The default connect timeout.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// The longest error body read to build an error message.
-const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// The native dimension of OpenAI's embedding models, `None` for others.
 pub fn known_dimension(model: &str) -> Option<usize> {
@@ -168,8 +167,8 @@ pub struct OpenAiEmbedder {
     info: ProviderInfo,
     /// Set once the dimension of a model without a known one is learned.
     learned: OnceLock<ProviderInfo>,
-    client: reqwest::Client,
-    url: reqwest::Url,
+    client: HttpClient,
+    url: Url,
     /// `url` for logs and messages (no credentials, no query values).
     url_display: String,
     /// `dimensions` as sent in requests.
@@ -177,8 +176,7 @@ pub struct OpenAiEmbedder {
     encoding_format: EncodingFormat,
     user: Option<String>,
     azure: bool,
-    api_key: Option<SecretString>,
-    header_names: Vec<String>,
+    has_key: bool,
 }
 
 impl fmt::Debug for OpenAiEmbedder {
@@ -190,21 +188,10 @@ impl fmt::Debug for OpenAiEmbedder {
             .field("dimension", &info.dimension)
             .field("encoding_format", &self.encoding_format)
             .field("azure", &self.azure)
-            .field(
-                "api_key",
-                &if self.api_key.is_some() {
-                    "[redacted]"
-                } else {
-                    "none"
-                },
-            )
-            .field("headers", &self.header_names)
+            .field("api_key", &if self.has_key { "[redacted]" } else { "none" })
+            .field("headers", &self.client.header_names())
             .finish_non_exhaustive()
     }
-}
-
-fn env_nonempty(key: &str) -> Option<String> {
-    std::env::var(key).ok().filter(|v| !v.trim().is_empty())
 }
 
 fn config_err(message: impl Into<String>) -> Error {
@@ -281,40 +268,36 @@ impl OpenAiEmbedder {
         }
 
         let azure = section.azure.is_some();
-        let api_key: Option<SecretString> = match &config.api_key {
-            Some(k) if !k.expose_secret().trim().is_empty() => Some(k.clone()),
-            _ => {
-                let from_env = if azure {
-                    env_nonempty(ENV_AZURE_API_KEY).or_else(|| env_nonempty(ENV_API_KEY))
-                } else {
-                    env_nonempty(ENV_API_KEY)
-                };
-                from_env.map(SecretString::from)
-            }
+        let key_env: &[&str] = if azure {
+            &[ENV_AZURE_API_KEY, ENV_API_KEY]
+        } else {
+            &[ENV_API_KEY]
         };
+        let api_key: Option<SecretString> = resolve_key(config.api_key.as_ref(), key_env);
 
-        let url = match &section.azure {
+        let (url, deployment) = match &section.azure {
             None => {
-                let base = config
-                    .base_url
-                    .clone()
-                    .or_else(|| env_nonempty(ENV_BASE_URL))
-                    .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
-                let mut url = parse_url("base_url", &base)?;
+                let (base, from) =
+                    resolve_setting(config.base_url.as_deref(), "base_url", &[ENV_BASE_URL])
+                        .unwrap_or_else(|| (DEFAULT_BASE_URL.to_owned(), "base_url"));
+                let mut url = parse_base_url(from, &base).map_err(|e| e.with_provider(NAME))?;
                 push_path(&mut url, &["embeddings"]);
-                url
+                (url, None)
             }
             Some(az) => {
-                let endpoint = az
+                let configured = az
                     .endpoint
-                    .clone()
-                    .or_else(|| config.base_url.clone())
-                    .or_else(|| env_nonempty(ENV_AZURE_ENDPOINT))
-                    .ok_or_else(|| {
+                    .as_deref()
+                    .map(|e| (e, "openai.azure.endpoint"))
+                    .or(config.base_url.as_deref().map(|b| (b, "base_url")));
+                let (endpoint, from) = match configured {
+                    Some((e, from)) => (e.to_owned(), from),
+                    None => resolve_setting(None, "", &[ENV_AZURE_ENDPOINT]).ok_or_else(|| {
                         config_err(format!(
                             "Azure OpenAI needs an endpoint: set `openai.azure.endpoint`, `base_url` or {ENV_AZURE_ENDPOINT}"
                         ))
-                    })?;
+                    })?,
+                };
                 let deployment = az.deployment.clone().unwrap_or_else(|| model.clone());
                 if deployment.trim().is_empty() {
                     return Err(config_err("`openai.azure.deployment` must not be empty"));
@@ -323,74 +306,60 @@ impl OpenAiEmbedder {
                     .api_version
                     .clone()
                     .unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.to_owned());
-                let mut url = parse_url("openai.azure.endpoint", &endpoint)?;
+                let mut url = parse_base_url(from, &endpoint).map_err(|e| e.with_provider(NAME))?;
                 push_path(
                     &mut url,
                     &["openai", "deployments", &deployment, "embeddings"],
                 );
                 url.query_pairs_mut().append_pair("api-version", &version);
-                url
+                (url, Some(deployment))
             }
         };
-        let url_display = errors::redact_url(&url);
+        let url_display = redact_url_keeping(&url, &["api-version"]);
 
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
-        let mut header_names = Vec::new();
+        // Every setting that changes the vectors (never a secret): the
+        // `dimensions` sent, and which server answers unless it is OpenAI's.
+        if let Some(d) = send_dimensions {
+            info.add_fingerprint("dimensions", d);
+        }
+        if !is_openai_api(&url) {
+            let mut shown = url.clone();
+            shown.set_query(None);
+            info.add_fingerprint("endpoint", redact_url_keeping(&shown, &[]));
+        }
+        if let Some(d) = &deployment {
+            info.add_fingerprint("deployment", d);
+        }
+
+        let mut builder = HttpClient::builder(NAME)
+            .user_agent(concat!("embeddings-rs/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(section.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT))
+            .request_timeout(section.request_timeout);
         for (name, value) in &section.headers {
-            let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-                config_err(format!(
-                    "`openai.headers`: {name:?} is not a valid header name"
-                ))
-            })?;
-            let mut v = HeaderValue::from_str(value).map_err(|_| {
-                config_err(format!(
-                    "`openai.headers`: the value of {name:?} is not a valid header value"
-                ))
-            })?;
-            v.set_sensitive(true);
-            headers.insert(n, v);
-            header_names.push(name.clone());
+            builder = builder
+                .secret_header("openai.headers", name, value)
+                .map_err(|e| e.with_provider(NAME))?;
         }
         let auth_header_given =
-            headers.contains_key(header::AUTHORIZATION) || headers.contains_key("api-key");
+            builder.has_header("authorization") || builder.has_header("api-key");
         if let Some(org) = &section.organization {
-            headers.insert(
-                "openai-organization",
-                HeaderValue::from_str(org)
-                    .map_err(|_| config_err("`openai.organization` is not a valid header value"))?,
-            );
+            builder = builder
+                .header("openai-organization", org)
+                .map_err(|_| config_err("`openai.organization` is not a valid header value"))?;
         }
         if let Some(p) = &section.project {
-            headers.insert(
-                "openai-project",
-                HeaderValue::from_str(p)
-                    .map_err(|_| config_err("`openai.project` is not a valid header value"))?,
-            );
+            builder = builder
+                .header("openai-project", p)
+                .map_err(|_| config_err("`openai.project` is not a valid header value"))?;
         }
         match &api_key {
-            Some(key) => {
-                let (name, value) = if azure {
-                    (
-                        HeaderName::from_static("api-key"),
-                        key.expose_secret().to_owned(),
-                    )
-                } else {
-                    (
-                        header::AUTHORIZATION,
-                        format!("Bearer {}", key.expose_secret()),
-                    )
-                };
-                let mut v = HeaderValue::from_str(&value).map_err(|_| {
-                    config_err("the API key holds characters that cannot be sent in a header")
-                })?;
-                v.set_sensitive(true);
-                headers.insert(name, v);
+            Some(key) if azure => {
+                builder = builder.auth(Auth::Header(
+                    embeddings_http::reqwest::header::HeaderName::from_static("api-key"),
+                    key.clone(),
+                ));
             }
+            Some(key) => builder = builder.auth(Auth::Bearer(key.clone())),
             None if azure && !auth_header_given => {
                 return Err(config_err(format!(
                     "Azure OpenAI needs an API key: set `api_key` or {ENV_AZURE_API_KEY} \
@@ -404,22 +373,7 @@ impl OpenAiEmbedder {
             }
             None => {}
         }
-
-        let client = reqwest::Client::builder()
-            .default_headers(headers)
-            .user_agent(concat!("embeddings-rs/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(section.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT))
-            .retry(reqwest::retry::never());
-        let client = match section.request_timeout {
-            Some(t) => client.timeout(t),
-            None => client,
-        };
-        let client = client.build().map_err(|e| {
-            config_err(format!(
-                "cannot build the HTTP client: {}",
-                transport_error(&e)
-            ))
-        })?;
+        let client = builder.build().map_err(|e| e.with_provider(NAME))?;
 
         Ok(OpenAiEmbedder {
             info,
@@ -431,8 +385,7 @@ impl OpenAiEmbedder {
             encoding_format: section.encoding_format,
             user: section.user,
             azure,
-            api_key,
-            header_names,
+            has_key: api_key.is_some(),
         })
     }
 
@@ -449,19 +402,6 @@ impl OpenAiEmbedder {
     /// Whether this talks to Azure OpenAI.
     pub fn is_azure(&self) -> bool {
         self.azure
-    }
-
-    /// A provider error: names the provider, and never holds the key.
-    fn finish(&self, e: Error) -> Error {
-        let mut e = e.with_provider(NAME);
-        if let Some(key) = &self.api_key {
-            let key = key.expose_secret();
-            if !key.is_empty() && e.message().contains(key) {
-                let msg = e.message().replace(key, "[redacted]");
-                e = e.with_message(msg);
-            }
-        }
-        e
     }
 
     async fn post(&self, texts: &[&str]) -> Result<Embeddings> {
@@ -489,113 +429,53 @@ impl OpenAiEmbedder {
             encoding_format = %self.encoding_format,
             "POST embeddings"
         );
-        let mut resp = self
+        let cap = BodyCap::Rows {
+            rows,
+            dim,
+            key: "embedding",
+        };
+        let answer = self
             .client
-            .post(self.url.clone())
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| transport_error(&e))?;
-        let status = resp.status().as_u16();
-        let headers = std::mem::take(resp.headers_mut());
-        if !resp.status().is_success() {
-            let body = read_capped(resp, MAX_ERROR_BODY).await;
-            let err = parse_error(status, &headers, &body);
-            tracing::debug!(target: "embeddings_openai", status, kind = %err.kind(), "error answer");
+            .call(
+                self.client.post_json(&self.url, body),
+                &self.url_display,
+                cap,
+            )
+            .await?;
+        if !answer.is_success() {
+            let err = parse_error_masked(
+                answer.status,
+                &answer.headers,
+                &answer.body,
+                self.client.masker(),
+            );
+            tracing::debug!(target: "embeddings_openai", status = answer.status, kind = %err.kind(), "error answer");
             return Err(err);
         }
-        let limit = decode::max_response_len(rows, dim);
-        let body = read_limited(resp, limit, rows, dim).await?;
         tracing::trace!(
             target: "embeddings_openai",
-            status,
-            response_bytes = body.len(),
+            status = answer.status,
+            response_bytes = answer.body.len(),
             "answer received"
         );
-        let mut out = decode::decode_response(&body, rows, dim)?;
+        let mut out = decode::decode_response(&answer.body, rows, dim)?;
         if dim == 0 && out.dim() > 0 {
             let mut learned = self.info.clone();
             learned.dimension = out.dim();
             let _ = self.learned.set(learned);
         }
-        out.set_rate_limits(rate_limit_snapshot(&headers));
+        out.set_rate_limits(rate_limit_snapshot(&answer.headers));
         Ok(out)
     }
 }
 
-fn parse_url(key: &str, value: &str) -> Result<reqwest::Url> {
-    let url = reqwest::Url::parse(value.trim()).map_err(|e| {
-        config_err(format!(
-            "`{key}` = {:?}: not a URL ({e})",
-            excerpt(value, 200)
-        ))
-    })?;
-    if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() {
-        return Err(config_err(format!(
-            "`{key}` = {:?}: must be an http:// or https:// URL",
-            excerpt(value, 200)
-        )));
-    }
-    Ok(url)
-}
-
-fn push_path(url: &mut reqwest::Url, segments: &[&str]) {
-    if let Ok(mut p) = url.path_segments_mut() {
-        p.pop_if_empty().extend(segments);
-    }
-}
-
-fn is_openai_host(url: &reqwest::Url) -> bool {
+fn is_openai_host(url: &Url) -> bool {
     url.host_str()
         .is_some_and(|h| h == "openai.com" || h.ends_with(".openai.com"))
 }
 
-/// Reads at most `limit` bytes of an error body (what was read when the
-/// connection breaks): enough for a message, never unbounded.
-async fn read_capped(mut resp: reqwest::Response, limit: usize) -> Vec<u8> {
-    let mut buf = Vec::new();
-    while let Ok(Some(chunk)) = resp.chunk().await {
-        let room = limit - buf.len();
-        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if buf.len() >= limit {
-            break;
-        }
-    }
-    buf
-}
-
-/// Reads the body, refusing one longer than `limit` (by `Content-Length`
-/// up front, or as it streams in).
-async fn read_limited(
-    mut resp: reqwest::Response,
-    limit: usize,
-    rows: usize,
-    dim: usize,
-) -> Result<Vec<u8>> {
-    let too_large = |len: String| {
-        Error::invalid_response(format!(
-            "response body of {len} bytes is larger than {limit} bytes, the most {rows} vector{} of dimension {} can justify",
-            if rows == 1 { "" } else { "s" },
-            if dim == 0 {
-                "(unknown)".to_owned()
-            } else {
-                dim.to_string()
-            },
-        ))
-    };
-    if let Some(len) = resp.content_length() {
-        if len > limit as u64 {
-            return Err(too_large(len.to_string()));
-        }
-    }
-    let mut buf = Vec::with_capacity(resp.content_length().map_or(16 * 1024, |l| l as usize));
-    while let Some(chunk) = resp.chunk().await.map_err(|e| transport_error(&e))? {
-        if buf.len() + chunk.len() > limit {
-            return Err(too_large(format!("more than {limit}")));
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(buf)
+fn is_openai_api(url: &Url) -> bool {
+    url.scheme() == "https" && url.host_str() == Some("api.openai.com")
 }
 
 #[async_trait]
@@ -611,7 +491,7 @@ impl Embedder for OpenAiEmbedder {
             return Ok(Embeddings::empty(self.dimension()));
         }
         self.post(texts).await.map_err(|e| {
-            let e = self.finish(e);
+            let e = self.client.finish(e);
             tracing::debug!(target: "embeddings_openai", error = %e, "embeddings request failed");
             e
         })

@@ -117,7 +117,7 @@ async fn every_fault_maps_to_its_error_kind() {
         (status(500), ErrorKind::Unavailable, true),
         (status(502), ErrorKind::Unavailable, true),
         (status(503), ErrorKind::Unavailable, true),
-        (status(504), ErrorKind::Unavailable, true),
+        (status(504), ErrorKind::Timeout, true),
         (
             FaultAction::RateLimited(RateLimitedFault {
                 retry_after_secs: Some(2),
@@ -472,61 +472,20 @@ fn token_counts_use_cl100k() {
     assert_eq!(embeddings_testkit::count_tokens("tiktoken is great!"), 6);
 }
 
-/// A raw HTTP/1.1 server on 127.0.0.1 that answers every request with
-/// `head` and then `body_bytes` bytes of `[` (bounded), chunked when
-/// `head` says so.
-async fn oversized_server(head: &'static str, body_bytes: usize) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        for _ in 0..4 {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 64 * 1024];
-                let _ = sock.read(&mut buf).await;
-                if sock.write_all(head.as_bytes()).await.is_err() {
-                    return;
-                }
-                let chunked = head.contains("chunked");
-                let piece = vec![b'['; 16 * 1024];
-                let mut sent = 0;
-                while sent < body_bytes {
-                    let r = if chunked {
-                        let mut c = format!("{:x}\r\n", piece.len()).into_bytes();
-                        c.extend_from_slice(&piece);
-                        c.extend_from_slice(b"\r\n");
-                        sock.write_all(&c).await
-                    } else {
-                        sock.write_all(&piece).await
-                    };
-                    if r.is_err() {
-                        return;
-                    }
-                    sent += piece.len();
-                }
-            });
-        }
-    });
-    format!("http://{addr}/v1")
-}
-
 #[tokio::test]
 async fn a_body_larger_than_the_batch_justifies_is_refused() {
-    for (head, n) in [
-        (
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 50000000\r\n\r\n",
-            64 * 1024,
-        ),
-        (
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n",
-            4 * 1024 * 1024,
-        ),
+    use embeddings_http::testing::{RawReply, RawServer};
+    for head in [
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 50000000\r\n\r\n",
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n",
     ] {
+        let reply = RawReply::Forever {
+            head: head.to_owned(),
+            piece: vec![b'['; 16 * 1024],
+        };
+        let server = RawServer::start(reply).await.unwrap();
         let mut c = Config::for_provider("openai");
-        c.base_url = Some(oversized_server(head, n).await);
+        c.base_url = Some(format!("{}/v1", server.url()));
         c.dimensions = Some(8);
         let e = OpenAiEmbedder::from_config(&c).unwrap();
         let err = e.embed_documents(&["a", "b"]).await.unwrap_err();

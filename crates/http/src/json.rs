@@ -1,0 +1,1084 @@
+//! The JSON pieces every provider's response decoder is made of, written
+//! once: a validating cursor over the body ([`Scanner`]), the float-array
+//! parser ([`parse_floats`], [`parse_floats_into`], on core's
+//! [`json_number`](embeddings_core::json_number) parser), the base64 row
+//! decoder ([`decode_base64_into`]) and the batch buffer that rows are
+//! placed in by index ([`RowBuffer`]): one allocation per batch, no
+//! `serde_json::Value`, no `Vec<Vec<f32>>`, and a typed refusal of any
+//! incomplete or inconsistent answer.
+//!
+//! A provider's decoder is then only its envelope: which keys hold the
+//! rows, the index and the usage. A sketch for `{"vectors":[[..],..]}`:
+//!
+//! ```
+//! use embeddings_http::json::{RowBuffer, Scanner};
+//!
+//! fn decode(body: &[u8], rows: usize, dim: usize) -> Result<embeddings_core::Embeddings, String> {
+//!     let mut s = Scanner::new(body);
+//!     let mut out = RowBuffer::sequential(rows, dim);
+//!     s.eat(b'{', "'{'")?;
+//!     loop {
+//!         let key = s.string()?;
+//!         s.eat(b':', "':'")?;
+//!         if &*key == b"vectors" {
+//!             s.eat(b'[', "'['")?;
+//!             loop {
+//!                 let at = out.count();
+//!                 out.floats_at(&mut s, at).map_err(|e| format!("vector {at}: {e}"))?;
+//!                 if !s.more(b']')? { break; }
+//!             }
+//!         } else {
+//!             s.skip_value(1)?;
+//!         }
+//!         if !s.more(b'}')? { break; }
+//!     }
+//!     s.end()?;
+//!     out.finish().map_err(|e| e.to_string())
+//! }
+//! let e = decode(br#"{"model":"m","vectors":[[1,0.5],[0,-2]]}"#, 2, 0).unwrap();
+//! assert_eq!(e.row(1), &[0.0, -2.0]);
+//! assert!(decode(br#"{"vectors":[[1,0.5]]}"#, 2, 0).is_err());
+//! ```
+
+use std::borrow::Cow;
+use std::fmt;
+
+use base64::Engine as _;
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use embeddings_core::json_number::parse_f32;
+use embeddings_core::{Embeddings, Error, MAX_DIMENSIONS, Result};
+
+/// What a scanning step returns: the error is a message for
+/// [`Error::invalid_response`].
+pub type Step<T = ()> = std::result::Result<T, String>;
+
+/// Deepest nesting of skipped values.
+pub const MAX_DEPTH: u32 = 64;
+
+// ---------------------------------------------------------------------------
+// Rows
+
+/// Why one row could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RowError {
+    /// The base64 text has a length that cannot hold the expected bytes.
+    Base64Length {
+        /// Length of the base64 text.
+        len: usize,
+        /// Bytes it should decode to (4 per value).
+        expected_bytes: usize,
+    },
+    /// The base64 text is malformed.
+    Base64(String),
+    /// A row with another number of values than expected (`got` is
+    /// `expected + 1` when there were more).
+    Dimension {
+        /// Values found.
+        got: usize,
+        /// Values expected.
+        expected: usize,
+    },
+    /// The value at this position is not a number.
+    NotANumber {
+        /// Position in the row.
+        at: usize,
+    },
+    /// The value at this position is NaN or infinite (or out of `f32` range).
+    NotFinite {
+        /// Position in the row.
+        at: usize,
+    },
+    /// What follows the value at this position is neither `,` nor `]`.
+    Separator {
+        /// Position in the row of the value before.
+        after: usize,
+    },
+    /// The JSON array itself is malformed.
+    Syntax,
+    /// The body ends inside the array.
+    Truncated,
+}
+
+impl fmt::Display for RowError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RowError::Base64Length {
+                len,
+                expected_bytes,
+            } => write!(
+                f,
+                "base64 of {len} characters cannot hold the expected {expected_bytes} bytes ({} f32 values)",
+                expected_bytes / 4
+            ),
+            RowError::Base64(e) => write!(f, "malformed base64: {e}"),
+            RowError::Dimension { got, expected } if got > expected => {
+                write!(f, "more than {expected} values")
+            }
+            RowError::Dimension { got, expected } => {
+                write!(f, "{got} values, expected {expected}")
+            }
+            RowError::NotANumber { at } => write!(f, "value {at} is not a number"),
+            RowError::NotFinite { at } => write!(f, "value {at} is not finite"),
+            RowError::Separator { after } => {
+                write!(f, "malformed array of numbers after value {after}")
+            }
+            RowError::Syntax => f.write_str("malformed array of numbers"),
+            RowError::Truncated => f.write_str("the body ends inside the array (truncated?)"),
+        }
+    }
+}
+
+impl std::error::Error for RowError {}
+
+const B64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// Base64 lengths (padded, unpadded) of `bytes` bytes.
+#[inline]
+pub fn base64_lengths(bytes: usize) -> (usize, usize) {
+    (bytes.div_ceil(3) * 4, (bytes * 4).div_ceil(3))
+}
+
+/// Decodes standard base64 (padding optional) of little-endian `f32`s into
+/// `out`, which must be exactly filled. Non-finite values are refused.
+/// `scratch` is a reusable byte buffer.
+#[inline]
+pub fn decode_base64_into(
+    text: &[u8],
+    out: &mut [f32],
+    scratch: &mut Vec<u8>,
+) -> std::result::Result<(), RowError> {
+    let want = out.len() * 4;
+    let (padded, unpadded) = base64_lengths(want);
+    if text.len() != padded && text.len() != unpadded {
+        return Err(RowError::Base64Length {
+            len: text.len(),
+            expected_bytes: want,
+        });
+    }
+    if scratch.len() != want {
+        scratch.resize(want, 0);
+    }
+    let n = B64
+        .decode_slice(text, scratch)
+        .map_err(|e| RowError::Base64(e.to_string()))?;
+    if n != want {
+        return Err(RowError::Base64Length {
+            len: text.len(),
+            expected_bytes: want,
+        });
+    }
+    for (dst, src) in out.iter_mut().zip(scratch.chunks_exact(4)) {
+        *dst = f32::from_le_bytes([src[0], src[1], src[2], src[3]]);
+    }
+    check_finite(out)
+}
+
+/// Decodes base64 of unknown length into `scratch` (for learning a dimension).
+pub fn decode_base64_bytes(
+    text: &[u8],
+    scratch: &mut Vec<u8>,
+) -> std::result::Result<(), RowError> {
+    scratch.clear();
+    scratch.resize(text.len().div_ceil(4) * 3, 0);
+    let n = B64
+        .decode_slice(text, scratch)
+        .map_err(|e| RowError::Base64(e.to_string()))?;
+    scratch.truncate(n);
+    Ok(())
+}
+
+/// `Ok` when every value is finite; else the position of the first that is not.
+#[inline]
+pub fn check_finite(row: &[f32]) -> std::result::Result<(), RowError> {
+    // Branch-free reduction first (vectorises); find the culprit only on failure.
+    let all = row.iter().fold(true, |ok, v| {
+        ok & ((v.to_bits() & 0x7f80_0000) != 0x7f80_0000)
+    });
+    if all {
+        Ok(())
+    } else {
+        let at = row.iter().position(|v| !v.is_finite()).unwrap_or(0);
+        Err(RowError::NotFinite { at })
+    }
+}
+
+#[inline]
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while let Some(b' ' | b'\n' | b'\r' | b'\t') = b.get(i) {
+        i += 1;
+    }
+    i
+}
+
+/// Parses a JSON array of numbers (`[0.1, -2e-3, ...]`, nothing else) into
+/// `out`, which must be exactly filled. Numbers are rounded correctly to
+/// `f32`; non-finite results are refused.
+pub fn parse_float_row(json: &str, out: &mut [f32]) -> std::result::Result<(), RowError> {
+    let b = json.as_bytes();
+    let end = parse_floats_into(b, skip_ws(b, 0), out)?;
+    if skip_ws(b, end) != b.len() {
+        return Err(RowError::Syntax);
+    }
+    Ok(())
+}
+
+/// Parses the array at `b[i]` into `out` (exactly filled); returns the
+/// position after its `]`.
+#[inline]
+pub fn parse_floats_into(
+    b: &[u8],
+    i: usize,
+    out: &mut [f32],
+) -> std::result::Result<usize, RowError> {
+    let dim = out.len();
+    let mut n = 0;
+    let end = parse_floats(b, i, |v| {
+        if let Some(slot) = out.get_mut(n) {
+            *slot = v;
+            n += 1;
+            true
+        } else {
+            false
+        }
+    })
+    .map_err(|e| match e {
+        RowError::Dimension { .. } => RowError::Dimension {
+            got: dim + 1,
+            expected: dim,
+        },
+        e => e,
+    })?;
+    if n != dim {
+        return Err(RowError::Dimension {
+            got: n,
+            expected: dim,
+        });
+    }
+    Ok(end)
+}
+
+/// Calls `sink` with each number of the JSON array at `b[i]` (stopping
+/// with `Dimension` when it returns false); returns the position after `]`.
+/// Non-finite values are refused.
+#[inline]
+pub fn parse_floats(
+    b: &[u8],
+    i: usize,
+    mut sink: impl FnMut(f32) -> bool,
+) -> std::result::Result<usize, RowError> {
+    if b.get(i) != Some(&b'[') {
+        return Err(RowError::Syntax);
+    }
+    let mut i = skip_ws(b, i + 1);
+    if b.get(i) == Some(&b']') {
+        return Ok(i + 1);
+    }
+    let mut k = 0;
+    loop {
+        let Some((v, next)) = parse_f32(b, i) else {
+            return Err(if i >= b.len() {
+                RowError::Truncated
+            } else {
+                RowError::NotANumber { at: k }
+            });
+        };
+        if (v.to_bits() & 0x7f80_0000) == 0x7f80_0000 {
+            return Err(RowError::NotFinite { at: k });
+        }
+        if !sink(v) {
+            return Err(RowError::Dimension {
+                got: k + 1,
+                expected: k,
+            });
+        }
+        k += 1;
+        // The common separators first: `,` right after the number, then `, `.
+        i = match b.get(next) {
+            Some(b',') => next + 1,
+            Some(b']') => return Ok(next + 1),
+            _ => {
+                let j = skip_ws(b, next);
+                match b.get(j) {
+                    Some(b',') => j + 1,
+                    Some(b']') => return Ok(j + 1),
+                    None => return Err(RowError::Truncated),
+                    _ => return Err(RowError::Separator { after: k - 1 }),
+                }
+            }
+        };
+        if let Some(b' ' | b'\n' | b'\r' | b'\t') = b.get(i) {
+            i = skip_ws(b, i);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The cursor
+
+/// A validating cursor over a JSON body. Every method that fails leaves a
+/// message naming what was expected and the byte where it was not found.
+#[derive(Debug, Clone)]
+pub struct Scanner<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Scanner<'a> {
+    /// A cursor at the start of `body`.
+    #[inline]
+    pub fn new(body: &'a [u8]) -> Self {
+        Scanner { b: body, i: 0 }
+    }
+
+    /// The whole body.
+    #[inline]
+    pub fn bytes(&self) -> &'a [u8] {
+        self.b
+    }
+
+    /// The cursor's position.
+    #[inline]
+    pub fn pos(&self) -> usize {
+        self.i
+    }
+
+    /// Moves the cursor (to a position a row parser returned).
+    #[inline]
+    pub fn set_pos(&mut self, i: usize) {
+        self.i = i;
+    }
+
+    /// The text from `start` to the cursor (lossy UTF-8).
+    pub fn since(&self, start: usize) -> Cow<'a, str> {
+        String::from_utf8_lossy(&self.b[start.min(self.i)..self.i])
+    }
+
+    /// "malformed response: expected `expected` at byte N, found ...".
+    pub fn syntax(&self, expected: &str) -> String {
+        match self.b.get(self.i) {
+            None => format!(
+                "malformed response: expected {expected} at byte {}, found the end (truncated body?)",
+                self.i
+            ),
+            Some(&c) => format!(
+                "malformed response: expected {expected} at byte {}, found {:?}",
+                self.i,
+                char::from(c)
+            ),
+        }
+    }
+
+    /// Skips whitespace.
+    #[inline]
+    pub fn ws(&mut self) {
+        self.i = skip_ws(self.b, self.i);
+    }
+
+    /// The byte at the cursor.
+    #[inline]
+    pub fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    /// Whitespace, then `c` (or an error naming `what`).
+    #[inline]
+    pub fn eat(&mut self, c: u8, what: &str) -> Step {
+        self.ws();
+        if self.peek() == Some(c) {
+            self.i += 1;
+            Ok(())
+        } else {
+            Err(self.syntax(what))
+        }
+    }
+
+    /// Whitespace, then `c` if it is there (true) or nothing (false).
+    #[inline]
+    pub fn eat_if(&mut self, c: u8) -> bool {
+        self.ws();
+        if self.peek() == Some(c) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// After a member: `,` (true, more follow) or the closing `close` (false).
+    #[inline]
+    pub fn more(&mut self, close: u8) -> Step<bool> {
+        self.ws();
+        match self.peek() {
+            Some(b',') => {
+                self.i += 1;
+                Ok(true)
+            }
+            Some(c) if c == close => {
+                self.i += 1;
+                Ok(false)
+            }
+            _ => Err(self.syntax(if close == b'}' {
+                "',' or '}'"
+            } else {
+                "',' or ']'"
+            })),
+        }
+    }
+
+    /// Whitespace, then the end of the body.
+    pub fn end(&mut self) -> Step {
+        self.ws();
+        if self.i != self.b.len() {
+            return Err(self.syntax("the end of the response"));
+        }
+        Ok(())
+    }
+
+    /// A string at the cursor (its bytes), unescaped only when it holds escapes.
+    pub fn string(&mut self) -> Step<Cow<'a, [u8]>> {
+        self.ws();
+        if self.peek() != Some(b'"') {
+            return Err(self.syntax("a string"));
+        }
+        let start = self.i + 1;
+        let mut j = start;
+        loop {
+            match self.b.get(j) {
+                None => {
+                    self.i = j;
+                    return Err(self.syntax("the end of a string"));
+                }
+                Some(b'"') => {
+                    self.i = j + 1;
+                    return Ok(Cow::Borrowed(&self.b[start..j]));
+                }
+                Some(b'\\') => return self.escaped_string(start),
+                Some(&c) if c < 0x20 => {
+                    self.i = j;
+                    return Err(self.syntax("no control character in a string"));
+                }
+                Some(_) => j += 1,
+            }
+        }
+    }
+
+    fn escaped_string(&mut self, start: usize) -> Step<Cow<'a, [u8]>> {
+        let mut out = Vec::new();
+        let mut j = start;
+        loop {
+            let Some(&c) = self.b.get(j) else {
+                self.i = j;
+                return Err(self.syntax("the end of a string"));
+            };
+            j += 1;
+            match c {
+                b'"' => {
+                    self.i = j;
+                    return Ok(Cow::Owned(out));
+                }
+                b'\\' => {
+                    let Some(&e) = self.b.get(j) else {
+                        self.i = j;
+                        return Err(self.syntax("an escape"));
+                    };
+                    j += 1;
+                    let ch = match e {
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'u' => {
+                            let hi = self.hex4(j)?;
+                            j += 4;
+                            let cp = if (0xD800..0xDC00).contains(&hi)
+                                && self.b.get(j) == Some(&b'\\')
+                                && self.b.get(j + 1) == Some(&b'u')
+                            {
+                                let lo = self.hex4(j + 2)?;
+                                if (0xDC00..0xE000).contains(&lo) {
+                                    j += 6;
+                                    0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                                } else {
+                                    0xFFFD
+                                }
+                            } else {
+                                hi
+                            };
+                            char::from_u32(cp).unwrap_or('\u{FFFD}')
+                        }
+                        _ => {
+                            self.i = j - 1;
+                            return Err(self.syntax("a valid escape"));
+                        }
+                    };
+                    let mut buf = [0u8; 4];
+                    out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                }
+                c if c < 0x20 => {
+                    self.i = j - 1;
+                    return Err(self.syntax("no control character in a string"));
+                }
+                c => out.push(c),
+            }
+        }
+    }
+
+    fn hex4(&mut self, j: usize) -> Step<u32> {
+        let mut v = 0u32;
+        for k in 0..4 {
+            match self.b.get(j + k).and_then(|c| char::from(*c).to_digit(16)) {
+                Some(d) => v = v * 16 + d,
+                None => {
+                    self.i = j + k;
+                    return Err(self.syntax("4 hex digits"));
+                }
+            }
+        }
+        Ok(v)
+    }
+
+    /// Skips any JSON value, validating it (`depth` is the current nesting).
+    pub fn skip_value(&mut self, depth: u32) -> Step {
+        if depth > MAX_DEPTH {
+            return Err(self.syntax("less deeply nested values"));
+        }
+        self.ws();
+        match self.peek() {
+            Some(b'"') => self.string().map(drop),
+            Some(b'{') => {
+                self.i += 1;
+                self.ws();
+                if self.peek() == Some(b'}') {
+                    self.i += 1;
+                    return Ok(());
+                }
+                loop {
+                    self.string()?;
+                    self.eat(b':', "':'")?;
+                    self.skip_value(depth + 1)?;
+                    if !self.more(b'}')? {
+                        return Ok(());
+                    }
+                }
+            }
+            Some(b'[') => {
+                self.i += 1;
+                self.ws();
+                if self.peek() == Some(b']') {
+                    self.i += 1;
+                    return Ok(());
+                }
+                loop {
+                    self.skip_value(depth + 1)?;
+                    if !self.more(b']')? {
+                        return Ok(());
+                    }
+                }
+            }
+            Some(b'-' | b'0'..=b'9') => match parse_f32(self.b, self.i) {
+                Some((_, next)) => {
+                    self.i = next;
+                    Ok(())
+                }
+                None => Err(self.syntax("a number")),
+            },
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'n') => self.literal(b"null"),
+            _ => Err(self.syntax("a value")),
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Step {
+        if self.b.get(self.i..self.i + word.len()) == Some(word) {
+            self.i += word.len();
+            Ok(())
+        } else {
+            Err(self.syntax("a value"))
+        }
+    }
+
+    /// Whitespace, then `null` if it is there (true, consumed).
+    pub fn is_null(&mut self) -> bool {
+        self.ws();
+        if self.b.get(self.i..self.i + 4) == Some(b"null") {
+            self.i += 4;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A non-negative integer (an index or a token count). `what` names the
+    /// value in an error; it is only built when there is one.
+    pub fn integer(&mut self, what: impl Fn() -> String) -> Step<u64> {
+        self.ws();
+        let start = self.i;
+        let neg = self.peek() == Some(b'-');
+        let mut j = start + usize::from(neg);
+        let mut v: u64 = 0;
+        let mut overflow = false;
+        while let Some(&c) = self.b.get(j) {
+            let d = c.wrapping_sub(b'0');
+            if d > 9 {
+                break;
+            }
+            match v.checked_mul(10).and_then(|v| v.checked_add(u64::from(d))) {
+                Some(n) => v = n,
+                None => overflow = true,
+            }
+            j += 1;
+        }
+        let digits = j - start - usize::from(neg);
+        if digits == 0 || matches!(self.b.get(j), Some(b'.' | b'e' | b'E')) {
+            return Err(format!("{} is not an integer", what()));
+        }
+        self.i = j;
+        if neg || overflow {
+            let text = String::from_utf8_lossy(&self.b[start..j]).into_owned();
+            return Err(format!("{} {text} is out of range", what()));
+        }
+        Ok(v)
+    }
+
+    /// Counts the elements of the array whose first element starts at the
+    /// cursor (for an error message; nothing is read or stored).
+    pub fn count_elements(&self) -> usize {
+        let (mut depth, mut n, mut in_str, mut esc) = (0usize, 1usize, false, false);
+        for &b in &self.b[self.i.min(self.b.len())..] {
+            if in_str {
+                match (esc, b) {
+                    (true, _) => esc = false,
+                    (false, b'\\') => esc = true,
+                    (false, b'"') => in_str = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'"' => in_str = true,
+                b'[' | b'{' => depth += 1,
+                b']' | b'}' if depth == 0 => break,
+                b']' | b'}' => depth -= 1,
+                b',' if depth == 0 => n += 1,
+                _ => {}
+            }
+        }
+        n
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The batch buffer
+
+/// The one buffer of a batch's answer, filled row by row: by the index the
+/// server names ([`RowBuffer::by_index`]: each index once, within range) or
+/// in order ([`RowBuffer::sequential`]). While the dimension is unknown
+/// (`0`), the first row sets it and every other row must agree. Rows are
+/// parsed straight into their place; [`RowBuffer::finish`] refuses an
+/// answer with another number of rows than asked.
+#[derive(Debug)]
+pub struct RowBuffer {
+    rows: usize,
+    dim: usize,
+    out: Option<Embeddings>,
+    /// Empty when sequential.
+    filled: Vec<bool>,
+    by_index: bool,
+    count: usize,
+    scratch: Vec<u8>,
+    scratch_f32: Vec<f32>,
+}
+
+impl RowBuffer {
+    fn new(rows: usize, dim: usize, by_index: bool) -> Self {
+        RowBuffer {
+            rows,
+            dim,
+            out: (dim > 0).then(|| Embeddings::zeroed(rows, dim)),
+            filled: if by_index {
+                vec![false; rows]
+            } else {
+                Vec::new()
+            },
+            by_index,
+            count: 0,
+            scratch: Vec::new(),
+            scratch_f32: Vec::new(),
+        }
+    }
+
+    /// `rows` rows of `dim` values (`0` = learned from the first row),
+    /// placed by the index each item names.
+    pub fn by_index(rows: usize, dim: usize) -> Self {
+        RowBuffer::new(rows, dim, true)
+    }
+
+    /// `rows` rows of `dim` values (`0` = learned), placed in the order they come.
+    pub fn sequential(rows: usize, dim: usize) -> Self {
+        RowBuffer::new(rows, dim, false)
+    }
+
+    /// Rows expected.
+    #[inline]
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// The dimension (`0` while not yet learned).
+    #[inline]
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Rows placed so far.
+    #[inline]
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// Whether the buffer exists (the dimension is known).
+    #[inline]
+    pub fn ready(&self) -> bool {
+        self.out.is_some()
+    }
+
+    /// Checks that row `index` may still be filled (by-index buffers: not
+    /// yet filled, within range; sequential buffers: it is the next row).
+    pub fn claim(&self, index: u64) -> Step<usize> {
+        match usize::try_from(index) {
+            Ok(i) if i < self.rows => {
+                if self.by_index && self.filled[i] {
+                    Err(format!("embedding index {i} appears twice"))
+                } else if !self.by_index && i != self.count {
+                    Err(format!("row {i} out of order (expected {})", self.count))
+                } else {
+                    Ok(i)
+                }
+            }
+            _ => Err(format!(
+                "embedding index {index} is out of range for {} inputs",
+                self.rows
+            )),
+        }
+    }
+
+    /// Records that row `index` (claimed) is complete.
+    #[inline]
+    pub fn done(&mut self, index: usize) {
+        if let Some(f) = self.filled.get_mut(index) {
+            *f = true;
+        }
+        self.count += 1;
+    }
+
+    /// The row `index` to write into, when the dimension is known.
+    #[inline]
+    pub fn row_mut(&mut self, index: usize) -> Option<&mut [f32]> {
+        if index >= self.rows {
+            return None;
+        }
+        self.out.as_mut().map(|o| o.row_mut(index))
+    }
+
+    /// Parses the float array at the cursor into row `index` (claimed),
+    /// learning the dimension from it when unknown. Does not mark it done.
+    #[inline]
+    pub fn floats_at(&mut self, s: &mut Scanner<'_>, index: usize) -> Step<()> {
+        self.in_range(index)?;
+        s.ws();
+        if let Some(out) = self.out.as_mut() {
+            let end = parse_floats_into(s.b, s.i, out.row_mut(index)).map_err(|e| e.to_string())?;
+            s.i = end;
+            self.done(index);
+            return Ok(());
+        }
+        self.read_floats(s, self.dim).map_err(|e| e.to_string())?;
+        self.place_floats(index)?;
+        self.done(index);
+        Ok(())
+    }
+
+    /// Parses the float array at the cursor into the scratch row, at most
+    /// `limit` values (`0` = [`MAX_DIMENSIONS`]); for [`RowBuffer::place_floats`].
+    pub fn read_floats(
+        &mut self,
+        s: &mut Scanner<'_>,
+        limit: usize,
+    ) -> std::result::Result<(), RowError> {
+        let limit = if limit == 0 { MAX_DIMENSIONS } else { limit };
+        let mut v = std::mem::take(&mut self.scratch_f32);
+        v.clear();
+        let end = parse_floats(s.b, s.i, |x| {
+            v.push(x);
+            v.len() <= limit
+        });
+        self.scratch_f32 = v;
+        s.i = end.map_err(|e| match e {
+            RowError::Dimension { .. } => RowError::Dimension {
+                got: limit + 1,
+                expected: limit,
+            },
+            e => e,
+        })?;
+        Ok(())
+    }
+
+    #[inline]
+    fn in_range(&self, index: usize) -> Step {
+        if index < self.rows {
+            Ok(())
+        } else {
+            Err(format!(
+                "more than {} embeddings for {} inputs",
+                self.rows, self.rows
+            ))
+        }
+    }
+
+    /// Allocates the output once the dimension is learned from a row.
+    fn learn_dim(&mut self, dim: usize, index: usize) -> Step<&mut Embeddings> {
+        if dim == 0 {
+            return Err(format!("embedding {index} is empty"));
+        }
+        if self.out.is_none() {
+            self.dim = dim;
+            self.out = Some(Embeddings::zeroed(self.rows, dim));
+        }
+        self.out
+            .as_mut()
+            .ok_or_else(|| "internal: no output buffer".to_owned())
+    }
+
+    /// Places the scratch row of [`RowBuffer::read_floats`] at `index`.
+    pub fn place_floats(&mut self, index: usize) -> Step {
+        self.in_range(index)?;
+        let v = std::mem::take(&mut self.scratch_f32);
+        let result = (|| {
+            let out = self.learn_dim(v.len(), index)?;
+            let row = out.row_mut(index);
+            if row.len() != v.len() {
+                let e = RowError::Dimension {
+                    got: v.len(),
+                    expected: row.len(),
+                };
+                return Err(format!("embedding {index}: {e}"));
+            }
+            row.copy_from_slice(&v);
+            Ok(())
+        })();
+        self.scratch_f32 = v;
+        result
+    }
+
+    /// Decodes base64 `text` into row `index`, learning the dimension from
+    /// it when unknown.
+    pub fn place_base64(&mut self, index: usize, text: &[u8]) -> Step {
+        self.in_range(index)?;
+        if self.out.is_none() {
+            decode_base64_bytes(text, &mut self.scratch)
+                .map_err(|e| format!("embedding {index}: {e}"))?;
+            let n = self.scratch.len();
+            if n % 4 != 0 {
+                return Err(format!(
+                    "embedding {index}: base64 decodes to {n} bytes, not a whole number of f32 values"
+                ));
+            }
+            self.learn_dim(n / 4, index)?;
+        }
+        let dim = self.dim;
+        let Some(out) = self.out.as_mut() else {
+            return Err("internal: no output buffer".to_owned());
+        };
+        decode_base64_into(text, out.row_mut(index), &mut self.scratch).map_err(|e| match e {
+            RowError::Base64Length { len, .. } => format!(
+                "embedding {index}: base64 of {len} characters does not hold {dim} f32 values (wrong dimension or truncated)"
+            ),
+            e => format!("embedding {index}: {e}"),
+        })
+    }
+
+    /// Tries the fast path for a base64 string at the cursor: the closing
+    /// quote where the known dimension puts it, valid base64 between.
+    /// `true` when row `index` was filled (and the cursor moved past it).
+    #[inline]
+    pub fn try_base64_at(&mut self, s: &mut Scanner<'_>, index: usize) -> bool {
+        if index >= self.rows {
+            return false;
+        }
+        let Some(out) = self.out.as_mut() else {
+            return false;
+        };
+        let (padded, unpadded) = base64_lengths(self.dim * 4);
+        let start = s.i + 1;
+        for len in [padded, unpadded] {
+            if s.b.get(start + len) == Some(&b'"') {
+                let text = &s.b[start..start + len];
+                if decode_base64_into(text, out.row_mut(index), &mut self.scratch).is_ok() {
+                    s.i = start + len + 1;
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// The batch, when every row came; else an `InvalidResponse` naming the counts.
+    pub fn finish(mut self) -> Result<Embeddings> {
+        if self.count != self.rows {
+            return Err(Error::invalid_response(format!(
+                "expected {} embeddings (one per input), got {}",
+                self.rows, self.count
+            )));
+        }
+        Ok(self
+            .out
+            .take()
+            .unwrap_or_else(|| Embeddings::empty(self.dim)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn float_rows_and_their_errors() {
+        let mut out = [0.0f32; 3];
+        parse_float_row(" [1, -0.5 ,2e0] ", &mut out).unwrap();
+        assert_eq!(out, [1.0, -0.5, 2.0]);
+        for (text, want) in [
+            (
+                "[1,2]",
+                RowError::Dimension {
+                    got: 2,
+                    expected: 3,
+                },
+            ),
+            (
+                "[1,2,3,4]",
+                RowError::Dimension {
+                    got: 4,
+                    expected: 3,
+                },
+            ),
+            ("[1,null,3]", RowError::NotANumber { at: 1 }),
+            ("[1,1e39,3]", RowError::NotFinite { at: 1 }),
+            ("[1,2,", RowError::Truncated),
+            ("{}", RowError::Syntax),
+            ("[1,2,3] x", RowError::Syntax),
+        ] {
+            assert_eq!(parse_float_row(text, &mut out), Err(want), "{text}");
+        }
+    }
+
+    #[test]
+    fn base64_rows_and_their_errors() {
+        // [0.6, 0.8]
+        let mut out = [0.0f32; 2];
+        let mut scratch = Vec::new();
+        decode_base64_into(b"mpkZP83MTD8=", &mut out, &mut scratch).unwrap();
+        assert_eq!(out, [0.6, 0.8]);
+        decode_base64_into(b"mpkZP83MTD8", &mut out, &mut scratch).unwrap();
+        assert!(matches!(
+            decode_base64_into(b"mpkZ", &mut out, &mut scratch),
+            Err(RowError::Base64Length { .. })
+        ));
+        assert!(matches!(
+            decode_base64_into(b"@@@@@@@@@@@@", &mut out, &mut scratch),
+            Err(RowError::Base64(_))
+        ));
+        // NaN bits
+        assert_eq!(
+            decode_base64_into(b"AADAfwAAAAA=", &mut out, &mut scratch),
+            Err(RowError::NotFinite { at: 0 })
+        );
+    }
+
+    #[test]
+    fn buffers_refuse_duplicates_out_of_range_and_missing_rows() {
+        let b = RowBuffer::by_index(2, 0);
+        assert!(b.claim(2).unwrap_err().contains("out of range"));
+        let mut b = RowBuffer::by_index(2, 1);
+        let i = b.claim(1).unwrap();
+        b.done(i);
+        assert!(b.claim(1).unwrap_err().contains("twice"));
+        assert!(b.finish().unwrap_err().to_string().contains("got 1"));
+        let b = RowBuffer::sequential(2, 1);
+        assert!(b.claim(1).unwrap_err().contains("out of order"));
+    }
+
+    #[test]
+    fn scanner_validates_what_it_skips() {
+        for bad in [
+            &b"{\"a\":tru}"[..],
+            b"{\"a\":01}",
+            b"{\"a\":\"\x01\"}",
+            b"{\"a\":\"\\q\"}",
+            b"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
+        ] {
+            let mut s = Scanner::new(bad);
+            assert!(
+                s.skip_value(1).and_then(|()| s.end()).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let mut s = Scanner::new(br#" {"a\u0062":[1,true,null,{"x":"\u00e9"}]} "#);
+        s.skip_value(1).unwrap();
+        s.end().unwrap();
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn scanner_never_panics(body in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let mut s = Scanner::new(&body);
+            let _ = s.skip_value(1);
+            let _ = s.count_elements();
+            let mut s = Scanner::new(&body);
+            let _ = s.string();
+            let _ = s.integer(String::new);
+        }
+
+        #[test]
+        fn row_decoders_never_panic(s in ".{0,64}", dim in 0usize..8) {
+            let mut out = vec![0.0; dim];
+            let _ = decode_base64_into(s.as_bytes(), &mut out, &mut Vec::new());
+            let _ = parse_float_row(&s, &mut out);
+            let mut buf = RowBuffer::sequential(1, 0);
+            let mut sc = Scanner::new(s.as_bytes());
+            let _ = buf.floats_at(&mut sc, 0);
+        }
+
+        #[test]
+        fn any_finite_row_round_trips_in_both_encodings(
+            v in proptest::collection::vec(any::<f32>().prop_filter("finite", |x| x.is_finite()), 1..64)
+        ) {
+            let text = format!("[{}]", v.iter().map(|x| format!("{x:?}")).collect::<Vec<_>>().join(", "));
+            let mut out = vec![0.0; v.len()];
+            parse_float_row(&text, &mut out).unwrap();
+            prop_assert_eq!(bits(&out), bits(&v));
+            let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+            let mut out = vec![0.0; v.len()];
+            decode_base64_into(b64.as_bytes(), &mut out, &mut Vec::new()).unwrap();
+            prop_assert_eq!(bits(&out), bits(&v));
+        }
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+}
