@@ -302,3 +302,54 @@ async fn prompts_apply_per_input_type_before_the_provider() {
     let err = layers::apply(mock, &c).unwrap_err();
     assert!(err.to_string().contains("qurey"), "{err}");
 }
+
+/// A provider that counts how often its tokenizer runs.
+#[derive(Debug)]
+struct CountsTokens {
+    info: ProviderInfo,
+    counted: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl Embedder for CountsTokens {
+    fn info(&self) -> &ProviderInfo {
+        &self.info
+    }
+    fn count_tokens(&self, text: &str) -> usize {
+        self.counted
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        text.len().div_ceil(4)
+    }
+    async fn embed(&self, request: EmbedRequest<'_>) -> Result<Embeddings> {
+        Embeddings::from_rows(DIM, request.inputs.iter().map(|t| vector("mock", t, DIM)))
+    }
+    async fn health_check(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn texts_that_fit_by_their_byte_length_are_never_tokenized() {
+    let mut info = ProviderInfo::new("counts", "mock", DIM);
+    info.max_batch_size = 4;
+    info.max_input_tokens = 100;
+    info.max_batch_tokens = 1000;
+    let provider = Arc::new(CountsTokens {
+        info,
+        counted: Default::default(),
+    });
+    let e = layers::apply(provider.clone(), &config()).unwrap();
+    let texts: Vec<String> = (0..10).map(|i| format!("short text {i}")).collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let rows = e.embed_documents(&refs).await.unwrap();
+    assert_eq!(rows.row(9), vector("mock", "short text 9", DIM).as_slice());
+    e.embed_query("one short query").await.unwrap();
+    let counted = || provider.counted.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(counted(), 0, "nothing needed a count");
+    // A text longer than the limit in bytes must be counted: here its 75
+    // tokens fit the limit of 100, so it is embedded whole.
+    let long = "x".repeat(300);
+    let rows = e.embed_documents(&["a", &long]).await.unwrap();
+    assert_eq!(rows.row(1), vector("mock", &long, DIM).as_slice());
+    assert!(counted() > 0);
+}

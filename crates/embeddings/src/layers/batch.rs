@@ -122,6 +122,9 @@ pub struct BatchLayer {
 struct Prepared<'a> {
     texts: Cow<'a, [&'a str]>,
     counts: Vec<usize>,
+    /// Whether `counts` are the provider's counts (else some are upper bounds
+    /// from [`Embedder::token_bound`], good for planning, not for accounting).
+    exact: bool,
     /// For the chunk policy: the pieces (indices into `texts`) of each input.
     groups: Option<Vec<Range<usize>>>,
 }
@@ -179,14 +182,46 @@ impl BatchLayer {
     ) -> Result<Prepared<'a>> {
         let texts = request.inputs;
         let max = limits.max_input_tokens;
-        let counts: Vec<usize> = match request.token_counts {
-            Some(c) => c.to_vec(),
-            None => texts.iter().map(|t| self.inner.count_tokens(t)).collect(),
-        };
+        let exact_counts =
+            || -> Vec<usize> { texts.iter().map(|t| self.inner.count_tokens(t)).collect() };
+        if let Some(c) = request.token_counts {
+            return self.apply_policy_to(texts, c.to_vec(), true, limits);
+        }
+        // Count only what can matter: a text whose bound fits needs no count
+        // for the over-long policy, and a plan made from bounds that is
+        // already as short as the batch size allows needs none either.
+        let bounds: Vec<usize> = texts
+            .iter()
+            .map(|t| self.inner.token_bound(t.len()))
+            .collect();
+        if bounds.iter().all(|&b| b <= max) {
+            let plan = plan_batches(&bounds, limits.max_batch_size, limits.max_batch_tokens);
+            if plan.len() == texts.len().div_ceil(limits.max_batch_size.max(1)) {
+                return Ok(Prepared {
+                    texts: Cow::Borrowed(texts),
+                    counts: bounds,
+                    exact: false,
+                    groups: None,
+                });
+            }
+        }
+        self.apply_policy_to(texts, exact_counts(), true, limits)
+    }
+
+    /// Applies the over-long policy to texts of known counts.
+    fn apply_policy_to<'a>(
+        &self,
+        texts: &'a [&'a str],
+        counts: Vec<usize>,
+        exact: bool,
+        limits: &BatchLimits,
+    ) -> Result<Prepared<'a>> {
+        let max = limits.max_input_tokens;
         let Some(first) = counts.iter().position(|&n| n > max) else {
             return Ok(Prepared {
                 texts: Cow::Borrowed(texts),
                 counts,
+                exact,
                 groups: None,
             });
         };
@@ -209,6 +244,7 @@ impl BatchLayer {
                 Ok(Prepared {
                     texts: Cow::Owned(sent),
                     counts,
+                    exact,
                     groups: None,
                 })
             }
@@ -233,6 +269,7 @@ impl BatchLayer {
                 Ok(Prepared {
                     texts: Cow::Owned(sent),
                     counts: sent_counts,
+                    exact,
                     groups: Some(groups),
                 })
             }
@@ -298,14 +335,16 @@ impl BatchLayer {
         };
 
         let inner = &self.inner;
-        let counts: &[usize] = &prepared.counts;
+        let counts: Option<&[usize]> = prepared.exact.then_some(&prepared.counts[..]);
         let sub = request.with_inputs(sent);
         let mut results = futures::stream::iter(plan)
             .map(|r| async move {
-                let req = EmbedRequest::new(&sent[r.clone()])
+                let mut req = EmbedRequest::new(&sent[r.clone()])
                     .with_input_type(sub.input_type)
-                    .with_output_type(sub.output_type)
-                    .with_token_counts(&counts[r.clone()]);
+                    .with_output_type(sub.output_type);
+                if let Some(c) = counts {
+                    req = req.with_token_counts(&c[r.clone()]);
+                }
                 let res = inner.embed(req).await;
                 (r, res)
             })

@@ -19,7 +19,8 @@ pub mod metric_names {
     /// Counter: retries made by the retry layer, by the `kind` of error retried.
     pub const RETRIES: &str = "embeddings_retries_total";
     /// Counter: input tokens of successful calls (the provider's usage when
-    /// reported, otherwise counted with `count_tokens`).
+    /// reported, otherwise counts that travelled with the request; the
+    /// tokenizer is not run again for a metric).
     pub const TOKENS: &str = "embeddings_tokens_total";
     /// Counter: vectors returned.
     pub const ROWS: &str = "embeddings_rows_total";
@@ -200,10 +201,14 @@ impl InstrumentLayer {
         });
     }
 
+    /// The tokens of a call: the provider's reported usage, else counts that
+    /// travelled with the request, else 0 (the provider's tokenizer is not
+    /// run again only to record a metric).
     fn tokens_of(&self, request: &EmbedRequest<'_>, e: &Embeddings) -> u64 {
-        match e.usage() {
-            Some(u) => u.prompt_tokens,
-            None => request.total_tokens(|t| self.inner.count_tokens(t)) as u64,
+        match (e.usage(), request.token_counts) {
+            (Some(u), _) => u.prompt_tokens,
+            (None, Some(c)) => c.iter().sum::<usize>() as u64,
+            (None, None) => 0,
         }
     }
 }
