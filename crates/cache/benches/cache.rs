@@ -1,0 +1,2 @@
+//! Cache benches (filled in below).
+fn main() {}

@@ -1,0 +1,702 @@
+//! The disk store: per space an append-only file of fixed-size records, and
+//! a redb index from key to record.
+//!
+//! Layout of a directory:
+//!
+//! ```text
+//! index.redb                    key -> (space, row, write sequence); spaces; counters
+//! rows-<space id>-<gen>.bin     record i at i * (40 + row bytes):
+//!                               [key: 32][row: little-endian bytes][checksum: 8]
+//! ```
+//!
+//! Crash safety (kill -9 at any moment): records are written (and, with
+//! `fsync = "always"`, synced) before the index commit that makes them
+//! visible, and the index says where each file's committed rows end; bytes
+//! past that end are a torn or uncommitted tail, cut at the next open and
+//! overwritten by the next write. Every lookup also checks that the record
+//! holds the key it was asked for and that its checksum (BLAKE3 over key and
+//! row) matches, so a record that is torn, stale (after a compaction the
+//! index did not see) or lost by a power failure is a miss, never a wrong row.
+//!
+//! Size limit: past `max_bytes` the store compacts itself down to half of
+//! it, keeping the most recently written rows (first in, first out).
+//! Compaction writes new generation files, commits the index that points at
+//! them, then deletes the old ones; files of any other generation are
+//! removed at open.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use embeddings_core::{Error, ErrorKind, OutputType, Result};
+use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+use crate::config::FsyncPolicy;
+use crate::key::{Key, Space};
+use crate::store::{Store, StoreStats, check_put, store_error};
+
+/// key -> (space number, row, write sequence)
+const ROWS: TableDefinition<[u8; 32], (u32, u64, u64)> = TableDefinition::new("rows");
+/// space number -> encoded [`SpaceMeta`]
+const SPACES: TableDefinition<u32, &[u8]> = TableDefinition::new("spaces");
+/// counters: "seq", "next_space"
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+const KEY_LEN: usize = 32;
+const SUM_LEN: usize = 8;
+const INDEX_FILE: &str = "index.redb";
+
+/// Options of a [`DiskStore`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DiskOptions {
+    /// Bytes of row files beyond which the store compacts itself (FIFO);
+    /// `None`: unbounded.
+    pub max_bytes: Option<u64>,
+    /// When writes are forced to stable storage.
+    pub fsync: FsyncPolicy,
+}
+
+impl DiskOptions {
+    /// Options with a size limit and an fsync policy.
+    pub fn new(max_bytes: Option<u64>, fsync: FsyncPolicy) -> DiskOptions {
+        DiskOptions { max_bytes, fsync }
+    }
+}
+
+/// What the index knows of one space.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SpaceMeta {
+    id: [u8; 32],
+    generation: u64,
+    next_row: u64,
+    row_bytes: u64,
+    dimension: u64,
+    output: u8,
+    fingerprint: String,
+}
+
+impl SpaceMeta {
+    fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(80 + self.fingerprint.len());
+        v.extend_from_slice(&self.id);
+        v.extend_from_slice(&self.generation.to_le_bytes());
+        v.extend_from_slice(&self.next_row.to_le_bytes());
+        v.extend_from_slice(&self.row_bytes.to_le_bytes());
+        v.extend_from_slice(&self.dimension.to_le_bytes());
+        v.push(self.output);
+        v.extend_from_slice(self.fingerprint.as_bytes());
+        v
+    }
+
+    fn decode(b: &[u8]) -> Option<SpaceMeta> {
+        let u = |at: usize| -> Option<u64> {
+            Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+        };
+        Some(SpaceMeta {
+            id: b.get(..32)?.try_into().ok()?,
+            generation: u(32)?,
+            next_row: u(40)?,
+            row_bytes: u(48)?,
+            dimension: u(56)?,
+            output: *b.get(64)?,
+            fingerprint: String::from_utf8_lossy(b.get(65..)?).into_owned(),
+        })
+    }
+
+    fn record_len(&self) -> u64 {
+        KEY_LEN as u64 + self.row_bytes + SUM_LEN as u64
+    }
+}
+
+fn output_code(t: OutputType) -> u8 {
+    OutputType::ALL
+        .iter()
+        .position(|x| *x == t)
+        .map_or(255, |i| i as u8)
+}
+
+/// One space's open row file.
+#[derive(Debug)]
+struct SpaceFile {
+    no: u32,
+    meta: SpaceMeta,
+    file: File,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    by_no: HashMap<u32, Arc<SpaceFile>>,
+    by_id: HashMap<[u8; 32], u32>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    db: Database,
+    options: DiskOptions,
+    state: RwLock<State>,
+    /// One writer at a time (puts, compaction, clear).
+    write: Mutex<()>,
+}
+
+/// Rows in a directory, surviving restarts and crashes (see the module
+/// documentation for the layout and the guarantees).
+///
+/// Opening the same directory twice in one process shares one store; another
+/// process opening it while this one has it open gets an error (redb's lock).
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use embeddings_cache::{DiskOptions, DiskStore, Space, Store};
+/// use embeddings_core::{InputType, OutputType, ProviderInfo};
+///
+/// let dir = std::env::temp_dir().join(format!("embeddings-cache-doc-{}", std::process::id()));
+/// let store = DiskStore::open(&dir, DiskOptions::default()).unwrap();
+/// let space = Space::new(&ProviderInfo::new("mock", "mock", 2), 2, OutputType::F32);
+/// let key = space.key(InputType::Document, "hello");
+/// let row = bytes::Bytes::from(vec![0u8; 8]);
+/// store.put(&space, &[key], &[row.clone()]).await.unwrap();
+/// assert_eq!(store.get(&space, &[key]).await.unwrap(), vec![Some(row)]);
+/// store.clear().await.unwrap();
+/// assert_eq!(store.get(&space, &[key]).await.unwrap(), vec![None]);
+/// # drop(store); std::fs::remove_dir_all(&dir).unwrap();
+/// # });
+/// ```
+#[derive(Debug, Clone)]
+pub struct DiskStore {
+    inner: Arc<Inner>,
+}
+
+fn io(what: impl std::fmt::Display) -> Error {
+    store_error("disk", what)
+}
+
+static OPEN: Mutex<Vec<(PathBuf, Weak<Inner>)>> = Mutex::new(Vec::new());
+
+fn file_name(id: &[u8; 32], generation: u64) -> String {
+    let mut s = String::from("rows-");
+    for b in &id[..16] {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s.push_str(&format!("-{generation}.bin"));
+    s
+}
+
+#[cfg(unix)]
+fn read_at(f: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(f, buf, offset)
+}
+
+#[cfg(unix)]
+fn write_at(f: &File, buf: &[u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(f, buf, offset)
+}
+
+#[cfg(windows)]
+fn read_at(f: &File, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
+    use std::os::windows::fs::FileExt;
+    while !buf.is_empty() {
+        match f.seek_read(buf, offset)? {
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            n => {
+                buf = &mut buf[n..];
+                offset += n as u64;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(windows)]
+fn write_at(f: &File, mut buf: &[u8], mut offset: u64) -> std::io::Result<()> {
+    use std::os::windows::fs::FileExt;
+    while !buf.is_empty() {
+        let n = f.seek_write(buf, offset)?;
+        buf = &buf[n..];
+        offset += n as u64;
+    }
+    Ok(())
+}
+
+fn checksum(key: &[u8], row: &[u8]) -> [u8; SUM_LEN] {
+    let mut h = blake3::Hasher::new();
+    h.update(key);
+    h.update(row);
+    let mut out = [0u8; SUM_LEN];
+    out.copy_from_slice(&h.finalize().as_bytes()[..SUM_LEN]);
+    out
+}
+
+fn encode_record(buf: &mut Vec<u8>, key: &Key, row: &[u8]) {
+    buf.extend_from_slice(key.as_bytes());
+    buf.extend_from_slice(row);
+    buf.extend_from_slice(&checksum(key.as_bytes(), row));
+}
+
+/// The row of a record read back, when it is whole and holds `key`.
+fn check_record(rec: &[u8], key: &[u8; 32], row_bytes: usize) -> bool {
+    rec.len() == KEY_LEN + row_bytes + SUM_LEN
+        && &rec[..KEY_LEN] == key
+        && rec[KEY_LEN + row_bytes..] == checksum(key, &rec[KEY_LEN..KEY_LEN + row_bytes])
+}
+
+impl Inner {
+    fn open_file(&self, meta: &SpaceMeta) -> Result<File> {
+        let path = self.dir.join(file_name(&meta.id, meta.generation));
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| io(format!("cannot open {}: {e}", path.display())))
+    }
+
+    fn load(&self) -> Result<()> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let spaces = txn.open_table(SPACES).map_err(io)?;
+        let mut state = State::default();
+        let mut keep: Vec<String> = Vec::new();
+        for entry in spaces.iter().map_err(io)? {
+            let (no, meta) = entry.map_err(io)?;
+            let Some(meta) = SpaceMeta::decode(meta.value()) else {
+                continue;
+            };
+            let file = self.open_file(&meta)?;
+            // The committed rows end here; anything after is a torn or
+            // uncommitted tail: cut it, the next write goes there.
+            let end = meta.next_row * meta.record_len();
+            let len = file.metadata().map_err(io)?.len();
+            if len > end {
+                file.set_len(end).map_err(io)?;
+            }
+            keep.push(file_name(&meta.id, meta.generation));
+            state.by_id.insert(meta.id, no.value());
+            state.by_no.insert(
+                no.value(),
+                Arc::new(SpaceFile {
+                    no: no.value(),
+                    meta,
+                    file,
+                }),
+            );
+        }
+        // Files of other generations: an interrupted compaction or clear.
+        if let Ok(dir) = fs::read_dir(&self.dir) {
+            for e in dir.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with("rows-") && name.ends_with(".bin") && !keep.contains(&name) {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
+        *self.state.write().unwrap_or_else(PoisonError::into_inner) = state;
+        Ok(())
+    }
+
+    fn durability(&self) -> Durability {
+        match self.options.fsync {
+            FsyncPolicy::Always => Durability::Immediate,
+            FsyncPolicy::Never => Durability::Eventual,
+        }
+    }
+
+    fn get(&self, space: &Space, keys: &[Key]) -> Result<Vec<Option<Bytes>>> {
+        let mut out = vec![None; keys.len()];
+        let sf = {
+            let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+            match state
+                .by_id
+                .get(space.id())
+                .and_then(|no| state.by_no.get(no))
+            {
+                Some(sf) => sf.clone(),
+                None => return Ok(out),
+            }
+        };
+        let row_bytes = space.row_bytes();
+        if sf.meta.row_bytes != row_bytes as u64 {
+            return Ok(out);
+        }
+        let rec_len = sf.meta.record_len() as usize;
+        let txn = self.db.begin_read().map_err(io)?;
+        let rows = txn.open_table(ROWS).map_err(io)?;
+        for (slot, key) in out.iter_mut().zip(keys) {
+            let Some(v) = rows.get(key.as_bytes()).map_err(io)? else {
+                continue;
+            };
+            let (no, row, _) = v.value();
+            if no != sf.no {
+                continue;
+            }
+            let mut rec = vec![0u8; rec_len];
+            if read_at(&sf.file, &mut rec, row * rec_len as u64).is_err() {
+                continue; // a short file (lost tail): a miss
+            }
+            if check_record(&rec, key.as_bytes(), row_bytes) {
+                *slot = Some(Bytes::from(rec).slice(KEY_LEN..KEY_LEN + row_bytes));
+            }
+        }
+        Ok(out)
+    }
+
+    fn put(&self, space: &Space, keys: &[Key], rows: &[Bytes]) -> Result<()> {
+        let _w = self.write.lock().unwrap_or_else(PoisonError::into_inner);
+        let txn = self.db.begin_write().map_err(io)?;
+        let (sf, total_after) = {
+            let mut index = txn.open_table(ROWS).map_err(io)?;
+            let mut spaces = txn.open_table(SPACES).map_err(io)?;
+            let mut meta_t = txn.open_table(META).map_err(io)?;
+            let known = {
+                let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+                state
+                    .by_id
+                    .get(space.id())
+                    .and_then(|no| state.by_no.get(no))
+                    .cloned()
+            };
+            let sf = match known {
+                Some(sf) => sf,
+                None => {
+                    let no = meta_t
+                        .get("next_space")
+                        .map_err(io)?
+                        .map_or(0, |v| v.value()) as u32;
+                    let meta = SpaceMeta {
+                        id: *space.id(),
+                        generation: 0,
+                        next_row: 0,
+                        row_bytes: space.row_bytes() as u64,
+                        dimension: space.dimension() as u64,
+                        output: output_code(space.output_type()),
+                        fingerprint: space.fingerprint().to_owned(),
+                    };
+                    let file = self.open_file(&meta)?;
+                    file.set_len(0).map_err(io)?;
+                    meta_t.insert("next_space", u64::from(no) + 1).map_err(io)?;
+                    Arc::new(SpaceFile { no, meta, file })
+                }
+            };
+            // The new keys (a key already present keeps its row), once each.
+            let mut fresh: Vec<usize> = Vec::with_capacity(keys.len());
+            let mut seen = std::collections::HashSet::with_capacity(keys.len());
+            for (i, k) in keys.iter().enumerate() {
+                if seen.insert(*k) && index.get(k.as_bytes()).map_err(io)?.is_none() {
+                    fresh.push(i);
+                }
+            }
+            let mut meta = sf.meta.clone();
+            let rec_len = meta.record_len();
+            let mut buf = Vec::with_capacity(fresh.len() * rec_len as usize);
+            for &i in &fresh {
+                encode_record(&mut buf, &keys[i], &rows[i]);
+            }
+            // Data first (and synced), then the index that makes it visible.
+            write_at(&sf.file, &buf, meta.next_row * rec_len).map_err(io)?;
+            if self.options.fsync == FsyncPolicy::Always {
+                sf.file.sync_data().map_err(io)?;
+            }
+            let mut seq = meta_t.get("seq").map_err(io)?.map_or(0, |v| v.value());
+            for (j, &i) in fresh.iter().enumerate() {
+                seq += 1;
+                index
+                    .insert(keys[i].as_bytes(), (sf.no, meta.next_row + j as u64, seq))
+                    .map_err(io)?;
+            }
+            meta_t.insert("seq", seq).map_err(io)?;
+            meta.next_row += fresh.len() as u64;
+            spaces.insert(sf.no, meta.encode().as_slice()).map_err(io)?;
+            let file = sf.file.try_clone().map_err(io)?;
+            let new_sf = Arc::new(SpaceFile {
+                no: sf.no,
+                meta,
+                file,
+            });
+            let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+            let others: u64 = state
+                .by_no
+                .values()
+                .filter(|s| s.no != new_sf.no)
+                .map(|s| s.meta.next_row * s.meta.record_len())
+                .sum();
+            let total = others + new_sf.meta.next_row * new_sf.meta.record_len();
+            (new_sf, total)
+        };
+        let mut txn = txn;
+        txn.set_durability(self.durability());
+        txn.commit().map_err(io)?;
+        {
+            let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+            state.by_id.insert(sf.meta.id, sf.no);
+            state.by_no.insert(sf.no, sf);
+        }
+        if let Some(max) = self.options.max_bytes {
+            if total_after > max {
+                self.compact_locked(Some(max / 2))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Rewrites every space keeping the newest rows that fit in `budget`
+    /// bytes of row files (all valid rows when `None`). Called with the
+    /// write lock held.
+    fn compact_locked(&self, budget: Option<u64>) -> Result<()> {
+        let spaces: Vec<Arc<SpaceFile>> = {
+            let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+            state.by_no.values().cloned().collect()
+        };
+        let by_no: HashMap<u32, Arc<SpaceFile>> =
+            spaces.iter().map(|s| (s.no, s.clone())).collect();
+        // Every entry, newest first.
+        let mut entries: Vec<([u8; 32], u32, u64, u64)> = Vec::new();
+        {
+            let txn = self.db.begin_read().map_err(io)?;
+            let rows = txn.open_table(ROWS).map_err(io)?;
+            for e in rows.iter().map_err(io)? {
+                let (k, v) = e.map_err(io)?;
+                let (no, row, seq) = v.value();
+                entries.push((k.value(), no, row, seq));
+            }
+        }
+        entries.sort_by_key(|e| std::cmp::Reverse(e.3));
+        let mut used = 0u64;
+        let mut kept: HashMap<u32, Vec<([u8; 32], u64, u64)>> = HashMap::new();
+        for (k, no, row, seq) in entries {
+            let Some(sf) = by_no.get(&no) else { continue };
+            let rec = sf.meta.record_len();
+            if budget.is_some_and(|b| used + rec > b) {
+                continue;
+            }
+            used += rec;
+            kept.entry(no).or_default().push((k, row, seq));
+        }
+        // New generation files with the kept rows, oldest first.
+        let mut new_files: Vec<Arc<SpaceFile>> = Vec::new();
+        let mut new_index: Vec<([u8; 32], (u32, u64, u64))> = Vec::new();
+        for sf in &spaces {
+            let mut list = kept.remove(&sf.no).unwrap_or_default();
+            list.sort_by_key(|e| e.2);
+            let mut meta = sf.meta.clone();
+            meta.generation += 1;
+            meta.next_row = 0;
+            let rec_len = meta.record_len() as usize;
+            let file = self.open_file(&meta)?;
+            file.set_len(0).map_err(io)?;
+            let mut buf = Vec::with_capacity(list.len().min(4096) * rec_len);
+            let mut rec = vec![0u8; rec_len];
+            let mut at = 0u64;
+            for (k, row, seq) in list {
+                if read_at(&sf.file, &mut rec, row * rec_len as u64).is_err()
+                    || !check_record(&rec, &k, meta.row_bytes as usize)
+                {
+                    continue;
+                }
+                buf.extend_from_slice(&rec);
+                new_index.push((k, (sf.no, meta.next_row, seq)));
+                meta.next_row += 1;
+                if buf.len() >= 4 << 20 {
+                    write_at(&file, &buf, at).map_err(io)?;
+                    at += buf.len() as u64;
+                    buf.clear();
+                }
+            }
+            write_at(&file, &buf, at).map_err(io)?;
+            file.sync_all().map_err(io)?;
+            new_files.push(Arc::new(SpaceFile {
+                no: sf.no,
+                meta,
+                file,
+            }));
+        }
+        let mut txn = self.db.begin_write().map_err(io)?;
+        {
+            let mut index = txn.open_table(ROWS).map_err(io)?;
+            index.retain(|_, _| false).map_err(io)?;
+            for (k, v) in &new_index {
+                index.insert(k, *v).map_err(io)?;
+            }
+            let mut t = txn.open_table(SPACES).map_err(io)?;
+            for sf in &new_files {
+                t.insert(sf.no, sf.meta.encode().as_slice()).map_err(io)?;
+            }
+        }
+        txn.set_durability(Durability::Immediate);
+        txn.commit().map_err(io)?;
+        {
+            let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+            for sf in new_files {
+                state.by_no.insert(sf.no, sf);
+            }
+        }
+        for sf in &spaces {
+            let _ = fs::remove_file(self.dir.join(file_name(&sf.meta.id, sf.meta.generation)));
+        }
+        Ok(())
+    }
+
+    fn stats(&self) -> Result<StoreStats> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let rows = txn.open_table(ROWS).map_err(io)?;
+        let entries = rows.len().map_err(io)?;
+        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        let mut bytes = fs::metadata(self.dir.join(INDEX_FILE)).map_or(0, |m| m.len());
+        for sf in state.by_no.values() {
+            bytes += sf.file.metadata().map_or(0, |m| m.len());
+        }
+        Ok(StoreStats {
+            entries,
+            bytes,
+            spaces: state.by_no.len() as u64,
+        })
+    }
+
+    fn clear(&self) -> Result<()> {
+        let _w = self.write.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut txn = self.db.begin_write().map_err(io)?;
+        {
+            txn.open_table(ROWS)
+                .map_err(io)?
+                .retain(|_, _| false)
+                .map_err(io)?;
+            txn.open_table(SPACES)
+                .map_err(io)?
+                .retain(|_, _| false)
+                .map_err(io)?;
+        }
+        txn.set_durability(Durability::Immediate);
+        txn.commit().map_err(io)?;
+        let old = std::mem::take(&mut *self.state.write().unwrap_or_else(PoisonError::into_inner));
+        for sf in old.by_no.values() {
+            let _ = fs::remove_file(self.dir.join(file_name(&sf.meta.id, sf.meta.generation)));
+        }
+        Ok(())
+    }
+}
+
+impl DiskStore {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: impl AsRef<Path>, options: DiskOptions) -> Result<DiskStore> {
+        let dir = dir.as_ref();
+        fs::create_dir_all(dir).map_err(|e| {
+            Error::config(format!(
+                "cache directory {}: cannot create it: {e}",
+                dir.display()
+            ))
+        })?;
+        let canonical = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+        let mut open = OPEN.lock().unwrap_or_else(PoisonError::into_inner);
+        open.retain(|(_, w)| w.strong_count() > 0);
+        if let Some(inner) = open
+            .iter()
+            .find(|(p, _)| *p == canonical)
+            .and_then(|(_, w)| w.upgrade())
+        {
+            return Ok(DiskStore { inner });
+        }
+        let db = Database::create(canonical.join(INDEX_FILE)).map_err(|e| {
+            Error::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "cache directory {}: cannot open its index: {e}",
+                    canonical.display()
+                ),
+            )
+        })?;
+        {
+            let txn = db.begin_write().map_err(io)?;
+            txn.open_table(ROWS).map_err(io)?;
+            txn.open_table(SPACES).map_err(io)?;
+            txn.open_table(META).map_err(io)?;
+            txn.commit().map_err(io)?;
+        }
+        let inner = Arc::new(Inner {
+            dir: canonical.clone(),
+            db,
+            options,
+            state: RwLock::new(State::default()),
+            write: Mutex::new(()),
+        });
+        inner.load()?;
+        open.push((canonical, Arc::downgrade(&inner)));
+        Ok(DiskStore { inner })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Drops dead records and applies the size limit now (what
+    /// `embed cache compact` runs), synchronously.
+    pub fn compact_now(&self) -> Result<StoreStats> {
+        {
+            let _w = self
+                .inner
+                .write
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            self.inner
+                .compact_locked(self.inner.options.max_bytes.map(|m| m / 2))?;
+        }
+        self.inner.stats()
+    }
+
+    /// [`Store::stats`], synchronously.
+    pub fn stats_now(&self) -> Result<StoreStats> {
+        self.inner.stats()
+    }
+
+    /// [`Store::clear`], synchronously.
+    pub fn clear_now(&self) -> Result<()> {
+        self.inner.clear()
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| io(format!("the disk task stopped: {e}")))?
+    }
+}
+
+#[async_trait]
+impl Store for DiskStore {
+    fn name(&self) -> &'static str {
+        "disk"
+    }
+
+    async fn get(&self, space: &Space, keys: &[Key]) -> Result<Vec<Option<Bytes>>> {
+        let space = space.clone();
+        let keys = keys.to_vec();
+        self.blocking(move |i| i.get(&space, &keys)).await
+    }
+
+    async fn put(&self, space: &Space, keys: &[Key], rows: &[Bytes]) -> Result<()> {
+        check_put(keys, rows, space)?;
+        let space = space.clone();
+        let keys = keys.to_vec();
+        let rows = rows.to_vec();
+        self.blocking(move |i| i.put(&space, &keys, &rows)).await
+    }
+
+    async fn stats(&self) -> Result<StoreStats> {
+        self.blocking(|i| i.stats()).await
+    }
+
+    async fn compact(&self) -> Result<StoreStats> {
+        let s = self.clone();
+        self.blocking(move |_| s.compact_now()).await
+    }
+
+    async fn clear(&self) -> Result<()> {
+        self.blocking(|i| i.clear()).await
+    }
+}
