@@ -382,15 +382,31 @@ impl Inner {
                 }
             };
             // The new keys (a key already present keeps its row), once each.
+            // A key whose record does not read back whole (a torn tail after
+            // a crash) is written again.
+            let mut meta = sf.meta.clone();
+            let rec_len = meta.record_len();
             let mut fresh: Vec<usize> = Vec::with_capacity(keys.len());
             let mut seen = std::collections::HashSet::with_capacity(keys.len());
+            let mut rec = Vec::new();
             for (i, k) in keys.iter().enumerate() {
-                if seen.insert(*k) && index.get(k.as_bytes()).map_err(io)?.is_none() {
+                if !seen.insert(*k) {
+                    continue;
+                }
+                let valid = match index.get(k.as_bytes()).map_err(io)? {
+                    None => false,
+                    Some(v) => {
+                        let (no, row, _) = v.value();
+                        rec.resize(rec_len as usize, 0);
+                        no == sf.no
+                            && read_at(&sf.file, &mut rec, row * rec_len).is_ok()
+                            && check_record(&rec, k.as_bytes(), meta.row_bytes as usize)
+                    }
+                };
+                if !valid {
                     fresh.push(i);
                 }
             }
-            let mut meta = sf.meta.clone();
-            let rec_len = meta.record_len();
             let mut buf = Vec::with_capacity(fresh.len() * rec_len as usize);
             for &i in &fresh {
                 encode_record(&mut buf, &keys[i], &rows[i]);
