@@ -122,6 +122,9 @@ pub fn layer(c: &CacheConfig, inner: Arc<dyn Embedder>) -> Result<Arc<dyn Embedd
 /// The cache layer of a configuration: its `[cache]` section, parsed and
 /// applied (the function the layer registration calls).
 pub fn from_config(config: &Config, inner: Arc<dyn Embedder>) -> Result<Arc<dyn Embedder>> {
+    if !config.has_section("cache") {
+        return Ok(inner); // no section, no layer, no allocation
+    }
     layer(&CacheConfig::from_config(config)?, inner)
 }
 

@@ -98,7 +98,8 @@ async fn changing_any_part_of_the_key_misses() {
     }
 
     // Another provider (fingerprint), model, dimension over the same store: misses.
-    let others: Vec<(Arc<Counting>, Arc<dyn Embedder>, &str, usize)> = {
+    type Variant = (Arc<Counting>, Arc<dyn Embedder>, &'static str, usize);
+    let others: Vec<Variant> = {
         let renamed = Counting::new(Renamed::new(
             Arc::new(MockEmbedder::new("mock", DIM).unwrap()),
             "other-provider",

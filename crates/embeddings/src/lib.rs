@@ -19,6 +19,11 @@
 
 pub mod layers;
 
+/// The cache layer and its stores (feature `cache`): linked here so that its
+/// `[cache]` layer registration exists.
+#[cfg(feature = "cache")]
+pub use embeddings_cache as cache;
+
 use std::sync::Arc;
 
 pub use embeddings_core::registry::{self, LayerRegistration, ProviderRegistration};
