@@ -39,7 +39,7 @@ use crate::key::{Key, Space};
 use crate::store::{Store, StoreStats, check_put, store_error};
 
 /// key -> (space number, row, write sequence)
-const ROWS: TableDefinition<[u8; 32], (u32, u64, u64)> = TableDefinition::new("rows");
+const ROWS: TableDefinition<&[u8; 32], (u32, u64, u64)> = TableDefinition::new("rows");
 /// space number -> encoded [`SpaceMeta`]
 const SPACES: TableDefinition<u32, &[u8]> = TableDefinition::new("spaces");
 /// counters: "seq", "next_space"
@@ -222,12 +222,10 @@ fn write_at(f: &File, mut buf: &[u8], mut offset: u64) -> std::io::Result<()> {
     Ok(())
 }
 
-fn checksum(key: &[u8], row: &[u8]) -> [u8; SUM_LEN] {
-    let mut h = blake3::Hasher::new();
-    h.update(key);
-    h.update(row);
+/// BLAKE3 of the row keyed by the row's key (so it also proves the key).
+fn checksum(key: &[u8; 32], row: &[u8]) -> [u8; SUM_LEN] {
     let mut out = [0u8; SUM_LEN];
-    out.copy_from_slice(&h.finalize().as_bytes()[..SUM_LEN]);
+    out.copy_from_slice(&blake3::keyed_hash(key, row).as_bytes()[..SUM_LEN]);
     out
 }
 
@@ -323,23 +321,54 @@ impl Inner {
             return Ok(out);
         }
         let rec_len = sf.meta.record_len() as usize;
-        let txn = self.db.begin_read().map_err(io)?;
-        let rows = txn.open_table(ROWS).map_err(io)?;
-        for (slot, key) in out.iter_mut().zip(keys) {
-            let Some(v) = rows.get(key.as_bytes()).map_err(io)? else {
-                continue;
-            };
-            let (no, row, _) = v.value();
-            if no != sf.no {
-                continue;
+        // Index lookups in key order (B-tree locality), then the records in
+        // file order, adjacent ones read with one call (a re-run reads the
+        // file nearly sequentially).
+        let mut order: Vec<usize> = (0..keys.len()).collect();
+        order.sort_unstable_by_key(|&i| keys[i]);
+        let mut found: Vec<(u64, usize)> = Vec::with_capacity(keys.len());
+        {
+            let txn = self.db.begin_read().map_err(io)?;
+            let rows = txn.open_table(ROWS).map_err(io)?;
+            for i in order {
+                if let Some(v) = rows.get(keys[i].as_bytes()).map_err(io)? {
+                    let (no, row, _) = v.value();
+                    if no == sf.no {
+                        found.push((row, i));
+                    }
+                }
             }
-            let mut rec = vec![0u8; rec_len];
-            if read_at(&sf.file, &mut rec, row * rec_len as u64).is_err() {
-                continue; // a short file (lost tail): a miss
+        }
+        found.sort_unstable();
+        const MAX_RUN: usize = 256;
+        let mut at = 0;
+        while at < found.len() {
+            let mut end = at + 1;
+            while end < found.len() && end - at < MAX_RUN && found[end].0 == found[end - 1].0 + 1 {
+                end += 1;
             }
-            if check_record(&rec, key.as_bytes(), row_bytes) {
-                *slot = Some(Bytes::from(rec).slice(KEY_LEN..KEY_LEN + row_bytes));
+            let first = found[at].0;
+            let mut buf = vec![0u8; (end - at) * rec_len];
+            if read_at(&sf.file, &mut buf, first * rec_len as u64).is_ok() {
+                let buf = Bytes::from(buf);
+                for (j, &(_, i)) in found[at..end].iter().enumerate() {
+                    let rec = buf.slice(j * rec_len..(j + 1) * rec_len);
+                    if check_record(&rec, keys[i].as_bytes(), row_bytes) {
+                        out[i] = Some(rec.slice(KEY_LEN..KEY_LEN + row_bytes));
+                    }
+                }
+            } else {
+                // A short file (a lost tail): read one by one, the rest are misses.
+                for &(row, i) in &found[at..end] {
+                    let mut rec = vec![0u8; rec_len];
+                    if read_at(&sf.file, &mut rec, row * rec_len as u64).is_ok()
+                        && check_record(&rec, keys[i].as_bytes(), row_bytes)
+                    {
+                        out[i] = Some(Bytes::from(rec).slice(KEY_LEN..KEY_LEN + row_bytes));
+                    }
+                }
             }
+            at = end;
         }
         Ok(out)
     }
@@ -476,7 +505,7 @@ impl Inner {
             for e in rows.iter().map_err(io)? {
                 let (k, v) = e.map_err(io)?;
                 let (no, row, seq) = v.value();
-                entries.push((k.value(), no, row, seq));
+                entries.push((*k.value(), no, row, seq));
             }
         }
         entries.sort_by_key(|e| std::cmp::Reverse(e.3));

@@ -356,21 +356,12 @@ impl CacheLayer {
             .iter()
             .map(|t| space.key(request.input_type, t))
             .collect();
-        let mut out = Embeddings::zeroed_of(output, n, dim);
-
         // 1. The memory tier.
-        let mut missing: Vec<usize> = Vec::new();
-        match &self.front {
-            Some(front) => {
-                for (i, k) in keys.iter().enumerate() {
-                    match front.get_one(&space, k) {
-                        Some(row) => write_row(&mut out, i, &row),
-                        None => missing.push(i),
-                    }
-                }
-            }
-            None => missing.extend(0..n),
-        }
+        let mut found: Vec<Option<Bytes>> = match &self.front {
+            Some(front) => keys.iter().map(|k| front.get_one(&space, k)).collect(),
+            None => vec![None; n],
+        };
+        let mut missing: Vec<usize> = (0..n).filter(|&i| found[i].is_none()).collect();
 
         // 2. The store.
         let mut store_ok = true;
@@ -382,10 +373,10 @@ impl CacheLayer {
                     for (&i, row) in missing.iter().zip(rows) {
                         match row {
                             Some(row) if row.len() == space.row_bytes() => {
-                                write_row(&mut out, i, &row);
                                 if let Some(front) = &self.front {
-                                    front.put_one(keys[i], row);
+                                    front.put_one(keys[i], row.clone());
                                 }
+                                found[i] = Some(row);
                             }
                             _ => still.push(i),
                         }
@@ -413,6 +404,8 @@ impl CacheLayer {
         }
         let hits = (n - missing.len()) as u64;
         if missing.is_empty() {
+            // Every row cached: one pass into a fresh buffer.
+            let mut out = from_rows(output, dim, &found)?;
             self.count(hits, 0, 0);
             out.set_usage(Some(Usage {
                 cached_rows: n as u64,
@@ -420,6 +413,13 @@ impl CacheLayer {
             }));
             return Ok(out);
         }
+        let mut out = Embeddings::zeroed_of(output, n, dim);
+        for (i, row) in found.iter().enumerate() {
+            if let Some(row) = row {
+                write_row(&mut out, i, row);
+            }
+        }
+        drop(found);
 
         // 3. The misses: one entry per distinct key, in input order.
         let mut slot: HashMap<Key, usize> = HashMap::with_capacity(missing.len());
@@ -550,6 +550,38 @@ impl Drop for FlightGuard<'_> {
             .unwrap_or_else(PoisonError::into_inner);
         for k in &self.keys {
             map.remove(k);
+        }
+    }
+}
+
+/// A result made of cached rows (every one present, of the space's size).
+fn from_rows(output: OutputType, dim: usize, rows: &[Option<Bytes>]) -> Result<Embeddings> {
+    let row_len = output.row_len(dim);
+    let all = rows.iter().flatten();
+    match output {
+        OutputType::F32 => {
+            let mut v: Vec<f32> = Vec::with_capacity(rows.len() * row_len);
+            for r in all {
+                v.extend(
+                    r.chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+                );
+            }
+            Embeddings::from_flat(v, dim)
+        }
+        OutputType::Int8 | OutputType::Binary => {
+            let mut v: Vec<i8> = Vec::with_capacity(rows.len() * row_len);
+            for r in all {
+                v.extend(r.iter().map(|&b| b as i8));
+            }
+            Embeddings::from_i8(v, dim, output)
+        }
+        _ => {
+            let mut v: Vec<u8> = Vec::with_capacity(rows.len() * row_len);
+            for r in all {
+                v.extend_from_slice(r);
+            }
+            Embeddings::from_u8(v, dim, output)
         }
     }
 }

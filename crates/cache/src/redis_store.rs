@@ -85,12 +85,10 @@ fn output_code(t: OutputType) -> u8 {
         .map_or(255, |i| i as u8)
 }
 
+/// BLAKE3 of the row keyed by the row's key (so it also proves the key).
 fn checksum(key: &Key, row: &[u8]) -> [u8; 8] {
-    let mut h = blake3::Hasher::new();
-    h.update(key.as_bytes());
-    h.update(row);
     let mut out = [0u8; 8];
-    out.copy_from_slice(&h.finalize().as_bytes()[..8]);
+    out.copy_from_slice(&blake3::keyed_hash(key.as_bytes(), row).as_bytes()[..8]);
     out
 }
 
