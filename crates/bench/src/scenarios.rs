@@ -232,7 +232,40 @@ pub fn all() -> Vec<Scenario> {
         ));
     }
 
+    // The cache layer's memory-hit path (issue 17: ≤ 1 µs per row + the
+    // copy): key hash, moka lookup, copy of the row into the result.
+    for batch in [1usize, 100] {
+        let iterations = if batch == 1 { 2_000 } else { 40 };
+        v.push(Scenario::new(
+            format!("cache/memory_hit/{batch}x1536"),
+            iterations,
+            move || cache_hits(batch, 1536),
+        ));
+    }
+
     v
+}
+
+fn cache_hits(batch: usize, dim: usize) -> Run {
+    use embeddings::Embedder;
+    use embeddings::cache::{CacheLayer, MemoryStore};
+    let rt = fixtures::runtime();
+    let e = CacheLayer::memory(fixtures::bare(dim), MemoryStore::new(64 << 20, None));
+    let texts: &'static [String] = Box::leak(fixtures::texts(batch).into_boxed_slice());
+    let refs = fixtures::refs(texts);
+    rt.block_on(e.embed_documents(&refs))
+        .expect("mock documents");
+    Box::new(move |n| {
+        rt.block_on(async {
+            for _ in 0..n {
+                let rows = e
+                    .embed_documents(black_box(&refs))
+                    .await
+                    .expect("cached documents");
+                black_box(rows);
+            }
+        })
+    })
 }
 
 /// The scenario called `name`.

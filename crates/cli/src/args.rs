@@ -33,6 +33,8 @@ pub(crate) enum Command {
     Health(CommonArgs),
     /// Cosine similarity of the first text with each of the others.
     Similarity(SimilarityArgs),
+    /// The configured cache store: stats, compact or clear.
+    Cache(crate::cache::CacheArgs),
 }
 
 /// `embed similarity A B...`
@@ -79,6 +81,9 @@ pub(crate) struct CommonArgs {
     /// "embeddings_openai=debug" [default: $RUST_LOG, else warn]
     #[arg(long, value_name = "FILTER")]
     pub(crate) log_level: Option<String>,
+    /// Cache vectors in a directory, in Redis (redis://HOST:PORT/DB), or in memory ("memory")
+    #[arg(long, value_name = "DIR|URL")]
+    pub(crate) cache: Option<String>,
 }
 
 /// What to embed and where the vectors go.

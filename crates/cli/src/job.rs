@@ -91,6 +91,9 @@ pub(crate) struct Summary {
     /// Set when there was nothing to do (a complete output and `--resume`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) note: Option<String>,
+    /// Cache hits, misses and store errors, when a cache is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) cache: Option<crate::cache::CacheCounts>,
 }
 
 impl Summary {
@@ -124,6 +127,12 @@ impl Summary {
                         .map(|o| format!(" -> {o}"))
                         .unwrap_or_default()
                 );
+                if let Some(c) = &self.cache {
+                    eprintln!(
+                        "embed: cache: {} hits, {} misses, {} store errors",
+                        c.hits, c.misses, c.errors
+                    );
+                }
                 for s in &self.skipped_inputs {
                     eprintln!("embed: skipped {}", crate::printable(s));
                 }
@@ -580,6 +589,7 @@ pub(crate) async fn run(
             .filter(|_| target != Dest::Stdout)
             .map(|d| d.display().to_string()),
         note: None,
+        cache: None,
     })
 }
 

@@ -4,12 +4,14 @@
 //! embed [OPTIONS] [TEXT]...      embed the texts (or --input files, or stdin)
 //! embed providers                one line per registered provider
 //! embed health                   check the configured provider; exit 0 when healthy
+//! embed cache stats|compact|clear the configured cache store
 //! ```
 //!
 //! Vectors go to stdout (or `--output`) and nothing else does; any failure
 //! exits non-zero with one line on stderr that names the error kind.
 
 mod args;
+mod cache;
 mod input;
 mod job;
 mod output;
@@ -118,6 +120,9 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Some(Command::Health(common)) => health(&common).await,
         Some(Command::Similarity(args)) => similarity(&args).await,
+        Some(Command::Cache(args)) => {
+            cache::run(&load_config(args.action.common())?, &args.action).await
+        }
         None => embed(&cli.common, &cli.embed).await,
     }
 }
@@ -160,6 +165,7 @@ fn load_config(common: &CommonArgs) -> Result<Config> {
         let n = flag_number("--max-retries", n, 0, MAX_RETRIES as usize)?;
         config.retry.max_retries = u32::try_from(n).unwrap_or(MAX_RETRIES);
     }
+    cache::apply_flag(&mut config, common.cache.as_deref());
     check_bounds(&config)?;
     config.validate()?;
     Ok(config)
@@ -313,7 +319,9 @@ async fn embed(common: &CommonArgs, args: &EmbedArgs) -> Result<()> {
     embedder.prepare().await?;
     // What must match for --resume to continue a job rather than mix two.
     let job_id = JobIdentity::new(embedder.info(), &config, args, &sources);
-    let summary = job::run(embedder, counting, &config, args, sources, job_id).await?;
+    let cache_before = embeddings::cache::global_stats();
+    let mut summary = job::run(embedder, counting, &config, args, sources, job_id).await?;
+    summary.cache = cache::counts_since(&config, cache_before);
     if !args.quiet {
         summary.print(args.stats);
     }
