@@ -58,6 +58,7 @@ macro_rules! providers {
 
 // Adding a provider: its crate, its feature in Cargo.toml, and one line here.
 providers! {
+    cohere "cohere" => embeddings_cohere, "The Cohere v2 embed provider (feature `cohere`).";
     mock "mock" => embeddings_mock, "The deterministic mock provider (feature `mock`).";
     ollama "ollama" => embeddings_ollama, "The Ollama provider (feature `ollama`).";
     openai "openai" => embeddings_openai, "The OpenAI provider (feature `openai`).";
