@@ -62,6 +62,7 @@ providers! {
     mock "mock" => embeddings_mock, "The deterministic mock provider (feature `mock`).";
     ollama "ollama" => embeddings_ollama, "The Ollama provider (feature `ollama`).";
     openai "openai" => embeddings_openai, "The OpenAI provider (feature `openai`).";
+    voyage "voyage" => embeddings_voyage, "The Voyage AI provider (feature `voyage`).";
 }
 
 /// Checks that every section of `config` belongs to a provider or a layer
