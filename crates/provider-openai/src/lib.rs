@@ -59,6 +59,7 @@ mod tokens;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -137,8 +138,11 @@ pub struct OpenAiSection {
     pub project: Option<String>,
     /// Extra headers sent with every request (values are never logged).
     pub headers: BTreeMap<String, String>,
-    /// `base64` (default) or `float`.
-    pub encoding_format: EncodingFormat,
+    /// `base64` (default) or `float`. When not set, an embedder whose
+    /// server breaks base64 (its first base64 answer holds float arrays, a
+    /// wrong dimension or undecodable rows) switches to `float` once and
+    /// stays there; when set, it is always used.
+    pub encoding_format: Option<EncodingFormat>,
     /// The `user` field of requests.
     pub user: Option<String>,
     /// Azure OpenAI; see [`AzureSection`].
@@ -174,6 +178,12 @@ pub struct OpenAiEmbedder {
     /// `dimensions` as sent in requests.
     send_dimensions: Option<usize>,
     encoding_format: EncodingFormat,
+    /// `encoding_format` was configured: no fallback.
+    explicit_encoding: bool,
+    /// Switched to `float` after a broken base64 answer (remembered).
+    fell_back: AtomicBool,
+    /// A base64 answer was checked and found right: no more checking.
+    base64_verified: AtomicBool,
     user: Option<String>,
     azure: bool,
     has_key: bool,
@@ -186,7 +196,7 @@ impl fmt::Debug for OpenAiEmbedder {
             .field("url", &self.url_display)
             .field("model", &info.model)
             .field("dimension", &info.dimension)
-            .field("encoding_format", &self.encoding_format)
+            .field("encoding_format", &self.encoding_format())
             .field("azure", &self.azure)
             .field("api_key", &if self.has_key { "[redacted]" } else { "none" })
             .field("headers", &self.client.header_names())
@@ -382,7 +392,10 @@ impl OpenAiEmbedder {
             url,
             url_display,
             send_dimensions,
-            encoding_format: section.encoding_format,
+            encoding_format: section.encoding_format.unwrap_or_default(),
+            explicit_encoding: section.encoding_format.is_some(),
+            fell_back: AtomicBool::new(false),
+            base64_verified: AtomicBool::new(false),
             user: section.user,
             azure,
             has_key: api_key.is_some(),
@@ -394,9 +407,74 @@ impl OpenAiEmbedder {
         &self.url_display
     }
 
-    /// The encoding asked of the server.
+    /// The encoding asked of the server (`float` once a broken base64
+    /// server was detected).
     pub fn encoding_format(&self) -> EncodingFormat {
-        self.encoding_format
+        if self.fell_back.load(Ordering::Relaxed) {
+            EncodingFormat::Float
+        } else {
+            self.encoding_format
+        }
+    }
+
+    /// Whether this embedder switched from base64 to floats after a server
+    /// broke base64.
+    pub fn fell_back_to_float(&self) -> bool {
+        self.fell_back.load(Ordering::Relaxed)
+    }
+
+    /// One call, with the base64 check: while no base64 answer has been
+    /// verified (and the encoding was not configured), a base64 answer that
+    /// holds float arrays, has a wrong dimension or cannot be decoded
+    /// switches this embedder to `float` for good, logged once at info; an
+    /// undecodable one is then asked again once as floats (the one
+    /// documented exception to one request per call, like Ollama's legacy
+    /// route).
+    async fn post(&self, texts: &[&str]) -> Result<Embeddings> {
+        let encoding = self.encoding_format();
+        let check = encoding == EncodingFormat::Base64
+            && !self.explicit_encoding
+            && !self.base64_verified.load(Ordering::Relaxed);
+        if !check {
+            return self.post_as(texts, encoding, false).await.map(|(e, _)| e);
+        }
+        match self.post_as(texts, encoding, true).await {
+            Ok((out, floats)) => {
+                if floats {
+                    self.fall_back("its base64 answer held float arrays");
+                } else {
+                    self.base64_verified.store(true, Ordering::Relaxed);
+                }
+                Ok(out)
+            }
+            // A row the base64 decoder refused (wrong length for the
+            // dimension, malformed): not a status, a transport or a JSON error.
+            Err(e)
+                if e.kind() == embeddings_core::ErrorKind::InvalidResponse
+                    && e.status().is_none()
+                    && e.message().contains("base64") =>
+            {
+                self.fall_back(&format!(
+                    "its base64 answer could not be used ({})",
+                    e.message()
+                ));
+                self.post_as(texts, EncodingFormat::Float, false)
+                    .await
+                    .map(|(e, _)| e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn fall_back(&self, why: &str) {
+        if !self.fell_back.swap(true, Ordering::Relaxed) {
+            tracing::info!(
+                target: "embeddings_openai",
+                url = %self.url_display,
+                "the server breaks `encoding_format: base64`: {why}; this embedder uses `float` from now on \
+                 (set `[openai] encoding_format` to choose explicitly)"
+            );
+        }
     }
 
     /// Whether this talks to Azure OpenAI.
@@ -404,7 +482,14 @@ impl OpenAiEmbedder {
         self.azure
     }
 
-    async fn post(&self, texts: &[&str]) -> Result<Embeddings> {
+    /// One request with `encoding`; the flag says whether the answer held
+    /// float arrays (checked only when `check`).
+    async fn post_as(
+        &self,
+        texts: &[&str],
+        encoding: EncodingFormat,
+        check: bool,
+    ) -> Result<(Embeddings, bool)> {
         let rows = texts.len();
         let dim = self.dimension();
         if rows > self.info.max_batch_size {
@@ -416,7 +501,7 @@ impl OpenAiEmbedder {
         let body = decode::encode_request(&decode::EmbeddingRequest {
             model: &self.info.model,
             input: texts,
-            encoding_format: self.encoding_format,
+            encoding_format: encoding,
             dimensions: self.send_dimensions,
             user: self.user.as_deref(),
         })?;
@@ -426,7 +511,7 @@ impl OpenAiEmbedder {
             model = %self.info.model,
             inputs = rows,
             request_bytes = body.len(),
-            encoding_format = %self.encoding_format,
+            encoding_format = %encoding,
             "POST embeddings"
         );
         let cap = BodyCap::Rows {
@@ -465,8 +550,26 @@ impl OpenAiEmbedder {
             let _ = self.learned.set(learned);
         }
         out.set_rate_limits(rate_limit_snapshot(&answer.headers));
-        Ok(out)
+        let floats = check && holds_float_rows(&answer.body);
+        Ok((out, floats))
     }
+}
+
+/// Whether an answer's first `embedding` is a JSON array (floats) rather
+/// than a base64 string.
+fn holds_float_rows(body: &[u8]) -> bool {
+    const KEY: &[u8] = b"\"embedding\"";
+    let mut from = 0;
+    while let Some(at) = body[from..].windows(KEY.len()).position(|w| w == KEY) {
+        let rest = &body[from + at + KEY.len()..];
+        let mut it = rest.iter().skip_while(|b| b.is_ascii_whitespace());
+        if it.next() == Some(&b':') {
+            // The key `embedding` (not the value `"object": "embedding"`).
+            return it.find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+        }
+        from += at + KEY.len();
+    }
+    false
 }
 
 fn is_openai_host(url: &Url) -> bool {

@@ -53,6 +53,15 @@ impl Route {
 pub struct OpenAiDialect {
     api_key: Option<String>,
     models: BTreeMap<String, usize>,
+    /// Breaks base64 answers (see [`OpenAiDialect::base64_as_floats`]).
+    base64_quirk: Option<Base64Quirk>,
+}
+
+/// How a compatible server breaks `encoding_format: "base64"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Base64Quirk {
+    Floats,
+    F64,
 }
 
 impl Default for OpenAiDialect {
@@ -66,6 +75,7 @@ impl OpenAiDialect {
     pub fn new() -> Self {
         OpenAiDialect {
             api_key: None,
+            base64_quirk: None,
             models: DEFAULT_OPENAI_MODELS
                 .iter()
                 .map(|(n, d)| ((*n).to_owned(), *d))
@@ -90,6 +100,20 @@ impl OpenAiDialect {
     /// Requires `Authorization: Bearer <key>` (401 otherwise).
     pub fn api_key(mut self, key: impl Into<String>) -> Self {
         self.api_key = Some(key.into());
+        self
+    }
+
+    /// Answers float arrays to a base64 request, as LM Studio and some
+    /// vLLM/TabbyAPI/LiteLLM versions do.
+    pub fn base64_as_floats(mut self) -> Self {
+        self.base64_quirk = Some(Base64Quirk::Floats);
+        self
+    }
+
+    /// Answers base64 of little-endian `f64`s to a base64 request: twice
+    /// the bytes, a wrong dimension for an `f32` decoder.
+    pub fn base64_as_f64(mut self) -> Self {
+        self.base64_quirk = Some(Base64Quirk::F64);
         self
     }
 
@@ -481,8 +505,13 @@ fn embeddings(d: &OpenAiDialect, ex: &Exchange<'_>) -> Reply {
     };
 
     let rows = ex.rows(&model, &texts, dim, RowStyle::Indexed);
-    let body = if base64 {
-        base64_body(&rows, &model, total)
+    let body = if base64 && d.base64_quirk != Some(Base64Quirk::Floats) {
+        base64_body(
+            &rows,
+            &model,
+            total,
+            d.base64_quirk == Some(Base64Quirk::F64),
+        )
     } else {
         let mut body = Vec::with_capacity(rows.floats() * 12 + rows.len() * 64 + 256);
         let response = EmbeddingResponse {
@@ -562,7 +591,7 @@ impl Serialize for FloatData<'_> {
 /// The same JSON as [`EmbeddingResponse`] with base64 vectors, written
 /// directly: base64 needs no escaping, so the (large) strings are encoded
 /// straight into the body instead of being scanned again by serde_json.
-fn base64_body(rows: &Rows, model: &str, tokens: usize) -> Vec<u8> {
+fn base64_body(rows: &Rows, model: &str, tokens: usize, as_f64: bool) -> Vec<u8> {
     use std::io::Write as _;
     let encoded: usize = (0..rows.len())
         .map(|i| (rows.row(i).len() * 4).div_ceil(3) * 4)
@@ -583,7 +612,11 @@ fn base64_body(rows: &Rows, model: &str, tokens: usize) -> Vec<u8> {
         bytes.clear();
         bytes.reserve(row.len() * 4);
         for x in row {
-            bytes.extend_from_slice(&x.to_le_bytes());
+            if as_f64 {
+                bytes.extend_from_slice(&f64::from(*x).to_le_bytes());
+            } else {
+                bytes.extend_from_slice(&x.to_le_bytes());
+            }
         }
         let at = out.len();
         out.resize(at + (bytes.len()).div_ceil(3) * 4, 0);
