@@ -426,10 +426,10 @@ impl OpenAiEmbedder {
     /// One call, with the base64 check: while no base64 answer has been
     /// verified (and the encoding was not configured), a base64 answer that
     /// holds float arrays, has a wrong dimension or cannot be decoded
-    /// switches this embedder to `float` for good, logged once at info; an
-    /// undecodable one is then asked again once as floats (the one
-    /// documented exception to one request per call, like Ollama's legacy
-    /// route).
+    /// switches this embedder to `float` for good, logged once at info.
+    /// Floats are decoded as they are; an undecodable answer is still this
+    /// call's `InvalidResponse` (one request per call: the retry layer, or
+    /// the caller, asks again, then as floats).
     async fn post(&self, texts: &[&str]) -> Result<Embeddings> {
         let encoding = self.encoding_format();
         let check = encoding == EncodingFormat::Base64
@@ -458,9 +458,7 @@ impl OpenAiEmbedder {
                     "its base64 answer could not be used ({})",
                     e.message()
                 ));
-                self.post_as(texts, EncodingFormat::Float, false)
-                    .await
-                    .map(|(e, _)| e)
+                Err(e)
             }
             Err(e) => Err(e),
         }

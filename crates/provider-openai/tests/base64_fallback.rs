@@ -73,12 +73,15 @@ async fn floats_in_a_base64_answer_switch_to_floats_once_and_log_once() {
 }
 
 #[tokio::test]
-async fn a_wrong_dimension_in_base64_is_asked_again_as_floats_and_remembered() {
+async fn a_wrong_dimension_in_base64_switches_to_floats_and_is_remembered() {
     let s = server(OpenAiDialect::new().base64_as_f64()).await;
     let e = OpenAiEmbedder::from_config(&config(&s, "")).unwrap();
-    three_calls(&e).await;
+    // The broken answer is this call's error (one request per call) ...
+    let err = e.embed_query("a").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidResponse);
     assert!(e.fell_back_to_float());
-    // first: base64 (undecodable), then the same call as floats, then floats.
+    // ... and every later call asks for floats.
+    three_calls(&e).await;
     assert_eq!(formats(&s), ["base64", "float", "float", "float"]);
 }
 
