@@ -61,6 +61,7 @@ providers! {
     mock "mock" => embeddings_mock, "The deterministic mock provider (feature `mock`).";
     ollama "ollama" => embeddings_ollama, "The Ollama provider (feature `ollama`).";
     openai "openai" => embeddings_openai, "The OpenAI provider (feature `openai`).";
+    tei "tei" => embeddings_tei, "The Hugging Face text-embeddings-inference provider (feature `tei`).";
 }
 
 /// Checks that every section of `config` belongs to a provider or a layer
