@@ -63,6 +63,7 @@ providers! {
     ollama "ollama" => embeddings_ollama, "The Ollama provider (feature `ollama`).";
     openai "openai" => embeddings_openai, "The OpenAI provider (feature `openai`).";
     voyage "voyage" => embeddings_voyage, "The Voyage AI provider (feature `voyage`).";
+    tei "tei" => embeddings_tei, "The Hugging Face text-embeddings-inference provider (feature `tei`).";
 }
 
 /// Checks that every section of `config` belongs to a provider or a layer
