@@ -35,7 +35,7 @@ pub mod fixture;
 mod server;
 
 /// Writing a dialect: the trait, what the engine hands a handler, and what
-/// a handler answers (see [`Dialect`](dialect::Dialect)).
+/// a handler answers (see [`Dialect`]).
 pub mod dialect {
     pub use crate::server::dialect::{
         Dialect, EngineError, Exchange, IntoStatus, JSON, Reply, RequestSummary, RouteSpec,
