@@ -234,8 +234,11 @@ pub fn all() -> Vec<Scenario> {
 
     // The cache layer's memory-hit path (issue 17: ≤ 1 µs per row + the
     // copy): key hash, moka lookup, copy of the row into the result.
-    for batch in [1usize, 100] {
-        let iterations = if batch == 1 { 2_000 } else { 40 };
+    // One row per call: the 100-row variant's count was not reproducible
+    // run to run (a few dozen instructions of hashing), so the gate keeps
+    // only the one-row hit; the criterion bench in crates/cache has both.
+    for batch in [1usize] {
+        let iterations = 2_000;
         v.push(Scenario::new(
             format!("cache/memory_hit/{batch}x1536"),
             iterations,
