@@ -1,0 +1,298 @@
+//! The `local` provider against the contract: the conformance suite, the
+//! information it reports, prompts, typed errors for bad models, and a
+//! dropped call.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use common::{embedder, model_dir};
+use embeddings_core::{Config, EmbedRequest, Embedder, ErrorKind, InputType, OutputType};
+use embeddings_local::{LocalEmbedder, LocalSection, Pooling};
+use embeddings_testkit::conformance::{Expectations, run_all};
+
+#[tokio::test]
+async fn conformance_suite_passes() {
+    let e = embedder(2, None);
+    run_all(&e, &Expectations::dimension_only(384).packs_binary(false)).await;
+}
+
+#[tokio::test]
+async fn info_reports_the_model() {
+    let e = embedder(1, None);
+    assert!(!e.is_loaded(), "weights load lazily");
+    e.prepare().await.unwrap();
+    assert!(e.is_loaded());
+    let info = e.info();
+    assert_eq!((info.provider.as_ref(), info.dimension), ("local", 384));
+    assert_eq!(info.max_input_tokens, 256);
+    assert!(info.in_process && info.normalized);
+    assert!(
+        info.input_types.is_empty(),
+        "all-MiniLM-L6-v2 has no prompts"
+    );
+    assert_eq!(e.pooling(), Pooling::Mean);
+    let fp = info.fingerprint();
+    assert!(fp.contains("pooling=mean") && fp.contains("path="), "{fp}");
+    // Clones share the loaded weights.
+    let c = e.clone();
+    assert!(c.is_loaded());
+}
+
+#[tokio::test]
+async fn through_the_registry_with_model_path() {
+    let text = format!(
+        "provider = \"local\"\n[local]\nmodel_path = {:?}\nthreads = 1\n",
+        model_dir().display().to_string()
+    );
+    let config = Config::from_toml_str(&text).unwrap();
+    let reg = embeddings_core::registry::find("local").unwrap();
+    let e = (reg.build)(&config).unwrap();
+    let v = e.embed_query("hello world").await.unwrap();
+    assert_eq!(v.len(), 384);
+    // Wrong dimension is a config error naming the model's.
+    let mut c2 = config.clone();
+    c2.dimensions = Some(128);
+    let err = (reg.build)(&c2).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidConfig);
+    assert!(err.message().contains("384"), "{err}");
+}
+
+#[tokio::test]
+async fn output_types_other_than_f32_are_refused_natively() {
+    let e = embedder(1, None);
+    let err = e
+        .embed(EmbedRequest::new(&["x"]).with_output_type(OutputType::Int8))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+}
+
+/// A copy of the model directory (the weights linked, not copied) whose
+/// files `edit` may change.
+fn model_copy(edit: impl FnOnce(&Path)) -> tempfile::TempDir {
+    let src = model_dir();
+    let dir = tempfile::tempdir().unwrap();
+    for f in [
+        "config.json",
+        "tokenizer.json",
+        "modules.json",
+        "sentence_bert_config.json",
+        "config_sentence_transformers.json",
+    ] {
+        std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
+    }
+    std::fs::create_dir(dir.path().join("1_Pooling")).unwrap();
+    std::fs::copy(
+        src.join("1_Pooling/config.json"),
+        dir.path().join("1_Pooling/config.json"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        src.join("model.safetensors"),
+        dir.path().join("model.safetensors"),
+    )
+    .unwrap();
+    edit(dir.path());
+    dir
+}
+
+fn open(dir: &Path) -> embeddings_core::Result<LocalEmbedder> {
+    LocalEmbedder::from_dir(
+        dir,
+        &LocalSection {
+            threads: Some(1),
+            ..Default::default()
+        },
+    )
+}
+
+#[tokio::test]
+async fn prompts_pooling_and_normalisation_come_from_the_files() {
+    let plain = embedder(1, None);
+    let d = model_copy(|p| {
+        std::fs::write(
+            p.join("config_sentence_transformers.json"),
+            r#"{"prompts": {"query": "query: ", "passage": "passage: "}, "default_prompt_name": null}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            p.join("1_Pooling/config.json"),
+            r#"{"word_embedding_dimension": 384, "pooling_mode_cls_token": true}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            p.join("modules.json"),
+            r#"[{"idx":0,"name":"0","path":"","type":"sentence_transformers.models.Transformer"},
+                {"idx":1,"name":"1","path":"1_Pooling","type":"sentence_transformers.models.Pooling"}]"#,
+        )
+        .unwrap();
+    });
+    let e = open(d.path()).unwrap();
+    let info = e.info();
+    assert_eq!(e.pooling(), Pooling::Cls);
+    assert!(!info.normalized);
+    assert!(
+        info.supports_input_type(InputType::Query) && info.supports_input_type(InputType::Document)
+    );
+    // "query: " is 2 tokens ("query", ":"): the advertised limit leaves room for it.
+    assert_eq!(info.max_input_tokens, 254);
+    assert_ne!(info.fingerprint(), plain.info().fingerprint());
+    let q = e.embed_query("what is rust?").await.unwrap();
+    let d1 = e
+        .embed(EmbedRequest::new(&["what is rust?"]))
+        .await
+        .unwrap();
+    assert!(
+        common::max_diff(&q, d1.row(0)) > 1e-3,
+        "query and document prompts differ"
+    );
+    // The prompt is put in front of the text: a query is "query: " + text
+    // embedded with no prompt (classification has none in this model).
+    let spelled = e
+        .embed(
+            EmbedRequest::new(&["query: what is rust?"]).with_input_type(InputType::Classification),
+        )
+        .await
+        .unwrap();
+    assert!(
+        common::max_diff(&q, spelled.row(0)) < 1e-6,
+        "query prompt applied as a prefix"
+    );
+    let norm = q.iter().map(|v| v * v).sum::<f32>().sqrt();
+    assert!(
+        (norm - 1.0).abs() > 1e-3,
+        "no Normalize module: not unit norm"
+    );
+}
+
+#[tokio::test]
+async fn bad_models_are_typed_errors() {
+    // Unsupported architecture, by name.
+    let d = model_copy(|p| {
+        let c = std::fs::read_to_string(p.join("config.json")).unwrap();
+        std::fs::write(p.join("config.json"), c.replace("\"bert\"", "\"mpnet\"")).unwrap();
+    });
+    let err = open(d.path()).unwrap_err();
+    assert!(
+        err.message().contains("mpnet") && err.message().contains("not supported"),
+        "{err}"
+    );
+
+    // Unsupported module.
+    let d = model_copy(|p| {
+        std::fs::write(
+            p.join("modules.json"),
+            r#"[{"path":"2_Dense","type":"sentence_transformers.models.Dense"}]"#,
+        )
+        .unwrap();
+    });
+    let err = open(d.path()).unwrap_err();
+    assert!(err.message().contains("Dense"), "{err}");
+
+    // Broken JSON.
+    let d = model_copy(|p| std::fs::write(p.join("1_Pooling/config.json"), "{not json").unwrap());
+    let err = open(d.path()).unwrap_err();
+    assert!(err.message().contains("1_Pooling"), "{err}");
+
+    // Config that does not match the weights: found at load, not a panic.
+    let d = model_copy(|p| {
+        let c = std::fs::read_to_string(p.join("config.json")).unwrap();
+        std::fs::write(
+            p.join("config.json"),
+            c.replace("\"num_hidden_layers\": 6", "\"num_hidden_layers\": 7"),
+        )
+        .unwrap();
+    });
+    let e = open(d.path()).unwrap();
+    let err = e.prepare().await.unwrap_err();
+    assert!(err.message().contains("encoder.layer.6"), "{err}");
+
+    // Weights that are not a safetensors file.
+    let d = tempfile::tempdir().unwrap();
+    let src = model_dir();
+    for f in ["config.json", "tokenizer.json"] {
+        std::fs::copy(src.join(f), d.path().join(f)).unwrap();
+    }
+    std::fs::write(d.path().join("model.safetensors"), b"garbage").unwrap();
+    let e = open(d.path()).unwrap();
+    let err = e.embed_query("x").await.unwrap_err();
+    assert!(err.message().contains("model.safetensors"), "{err}");
+
+    // Missing files: say which, and where.
+    let d = tempfile::tempdir().unwrap();
+    let err = open(d.path()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert!(
+        err.message().contains("tokenizer.json")
+            && err.message().contains(&d.path().display().to_string()),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn split_tokens_cover_the_text_within_the_limit() {
+    let e = embedder(1, None);
+    let text = "The quick brown fox jumps over the lazy dog. ".repeat(60) + "déjà vu 🌍 終わり";
+    assert!(e.count_tokens(&text) > 256);
+    let pieces = e.split_tokens(&text, 256);
+    assert!(pieces.len() >= 2);
+    assert_eq!(pieces.concat(), text);
+    for p in &pieces {
+        assert!(
+            e.count_tokens(p) <= 256,
+            "piece of {} tokens",
+            e.count_tokens(p)
+        );
+    }
+    assert_eq!(e.split_tokens("short", 256), vec!["short"]);
+}
+
+#[tokio::test]
+async fn a_dropped_call_stops_and_the_provider_stays_usable() {
+    let e = Arc::new(embedder(1, Some(256)));
+    e.prepare().await.unwrap();
+    let e2 = e.clone();
+    let call = tokio::spawn(async move {
+        let long = "word ".repeat(250);
+        let texts: Vec<&str> = (0..64).map(|_| long.as_str()).collect();
+        e2.embed_documents(&texts).await.map(|r| r.len())
+    });
+    tokio::task::yield_now().await;
+    call.abort();
+    let _ = call.await;
+    // The pool is free again soon: the next call completes.
+    let v = e.embed_query("still here").await.unwrap();
+    assert_eq!(v.len(), 384);
+}
+
+#[test]
+fn embedding_runs_off_the_runtime_threads() {
+    // A current-thread runtime: if compute blocked its only thread, a timer
+    // task could not run meanwhile; it does.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let e = embedder(1, None);
+        e.prepare().await.unwrap();
+        let ticks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let t2 = ticks.clone();
+        let ticker = tokio::spawn(async move {
+            loop {
+                t2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tokio::task::yield_now().await;
+            }
+        });
+        let long = "word ".repeat(250);
+        let texts: Vec<&str> = (0..16).map(|_| long.as_str()).collect();
+        e.embed_documents(&texts).await.unwrap();
+        ticker.abort();
+        assert!(
+            ticks.load(std::sync::atomic::Ordering::Relaxed) > 10,
+            "the runtime thread was blocked"
+        );
+    });
+}
