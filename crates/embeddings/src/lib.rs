@@ -59,6 +59,7 @@ macro_rules! providers {
 // Adding a provider: its crate, its feature in Cargo.toml, and one line here.
 providers! {
     cohere "cohere" => embeddings_cohere, "The Cohere v2 embed provider (feature `cohere`).";
+    local "local" => embeddings_local, "The local transformer-model provider, candle in-process (feature `local`).";
     mock "mock" => embeddings_mock, "The deterministic mock provider (feature `mock`).";
     ollama "ollama" => embeddings_ollama, "The Ollama provider (feature `ollama`).";
     openai "openai" => embeddings_openai, "The OpenAI provider (feature `openai`).";
