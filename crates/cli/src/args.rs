@@ -65,6 +65,9 @@ pub(crate) struct CommonArgs {
     /// Provider endpoint
     #[arg(long, value_name = "URL")]
     pub(crate) base_url: Option<String>,
+    /// Model directory of the local provider (sets [local] model_path)
+    #[arg(long, value_name = "DIR")]
+    pub(crate) model_path: Option<PathBuf>,
     /// Config file (TOML, or JSON by extension) [default: $EMBEDDINGS_CONFIG, else ./embeddings.toml if present]
     #[arg(short, long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,

@@ -152,6 +152,9 @@ fn load_config(common: &CommonArgs) -> Result<Config> {
     if let Some(u) = &common.base_url {
         config.base_url = Some(u.clone());
     }
+    if let Some(dir) = &common.model_path {
+        set_section_key(&mut config, "local", "model_path", dir.display().to_string().into());
+    }
     if let Some(n) = &common.batch_size {
         config.batch.max_batch_size = Some(flag_number("--batch-size", n, 1, MAX_BATCH_SIZE)?);
     }
@@ -230,6 +233,23 @@ fn check_bounds(config: &Config) -> Result<()> {
     )
 }
 
+/// Sets `key` in the section `[name]` (found case-insensitively, created
+/// when absent), keeping the section's other keys.
+fn set_section_key(config: &mut Config, name: &str, key: &str, value: embeddings::JsonValue) {
+    let existing = config
+        .sections
+        .keys()
+        .find(|k| k.eq_ignore_ascii_case(name))
+        .cloned();
+    let section = config
+        .sections
+        .entry(existing.unwrap_or_else(|| name.to_owned()))
+        .or_insert_with(|| embeddings::JsonValue::Object(Default::default()));
+    if let embeddings::JsonValue::Object(map) = section {
+        map.insert(key.to_owned(), value);
+    }
+}
+
 /// The provider, counted, under the layers the configuration enables.
 fn build(config: &Config) -> Result<(Arc<dyn Embedder>, Arc<Counting>)> {
     embeddings::check_sections(config)?;
@@ -246,8 +266,8 @@ async fn health(common: &CommonArgs) -> Result<()> {
     embedder.health_check().await?;
     let info = embedder.info();
     println!(
-        "healthy: {} (model {}, {} dimensions)",
-        info.provider, info.model, info.dimension
+        "healthy: {} (model {}, {} dimensions, {} max input tokens)",
+        info.provider, info.model, info.dimension, info.max_input_tokens
     );
     Ok(())
 }
