@@ -319,7 +319,7 @@ fn encoder_config(path: &Path, raw: RawConfig) -> Result<EncoderConfig> {
     };
     let hidden_size = need(raw.hidden_size, "hidden_size")?;
     let num_attention_heads = need(raw.num_attention_heads, "num_attention_heads")?;
-    if !hidden_size.is_multiple_of(num_attention_heads) {
+    if hidden_size % num_attention_heads != 0 {
         return Err(bad(
             path,
             format!(

@@ -32,7 +32,7 @@ pub(crate) fn attention(
 ) -> Vec<f32> {
     let tokens: usize = segments.iter().map(|s| s.len).sum();
     assert_eq!(qkv.len(), tokens * 3 * hidden, "qkv shape");
-    assert!(hidden.is_multiple_of(heads) && heads > 0, "heads");
+    assert!(heads > 0 && hidden % heads == 0, "heads");
     let d = hidden / heads;
     let scale = 1.0 / (d as f32).sqrt();
     let mut out = vec![0f32; tokens * hidden];
@@ -144,7 +144,7 @@ pub(crate) fn exp_neg(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 0.5;
     let e = p * r * r + r + 1.0;
     // 2^n from the integer in t's low mantissa bits.
     let ni = (t.to_bits() as i32).wrapping_sub(0x4B40_0000);
