@@ -297,11 +297,16 @@ impl Encoder {
             let ctx = self.attention(&qkv, segments)?;
             let a = layer.attn_out.forward(&ctx)?;
             x = layer.attn_norm.forward(&(a + &x)?)?;
-            let f = layer.ffn_in.forward(&x)?;
             let f = match self.config.activation {
-                Activation::GeluErf => f.gelu_erf()?,
-                Activation::GeluTanh => f.gelu()?,
-                Activation::Relu => f.relu()?,
+                // CPU: bias and GELU in one parallel pass (candle's are two
+                // single-threaded passes with a libm-style erf).
+                Activation::GeluErf if self.device.is_cpu() => {
+                    let f = x.matmul(&layer.ffn_in.weight.t()?)?;
+                    cpu_map2(&f, &layer.ffn_in.bias, kernels::bias_gelu_erf)?
+                }
+                Activation::GeluErf => layer.ffn_in.forward(&x)?.gelu_erf()?,
+                Activation::GeluTanh => layer.ffn_in.forward(&x)?.gelu()?,
+                Activation::Relu => layer.ffn_in.forward(&x)?.relu()?,
             };
             let f = layer.ffn_out.forward(&f)?;
             x = layer.ffn_norm.forward(&(f + &x)?)?;
@@ -344,6 +349,30 @@ impl Encoder {
         }
         Tensor::cat(&parts, 0)
     }
+}
+
+/// Applies `f` to the contiguous f32 data of two CPU tensors; the result
+/// has `a`'s shape.
+fn cpu_map2(
+    a: &Tensor,
+    b: &Tensor,
+    f: impl FnOnce(&[f32], &[f32]) -> Vec<f32>,
+) -> candle_core::Result<Tensor> {
+    let (sa, la) = a.storage_and_layout();
+    let (sb, lb) = b.storage_and_layout();
+    let out = match (&*sa, &*sb, la.contiguous_offsets(), lb.contiguous_offsets()) {
+        (
+            candle_core::Storage::Cpu(ca),
+            candle_core::Storage::Cpu(cb),
+            Some((a0, a1)),
+            Some((b0, b1)),
+        ) => f(
+            &ca.as_slice::<f32>()?[a0..a1],
+            &cb.as_slice::<f32>()?[b0..b1],
+        ),
+        _ => candle_core::bail!("expected contiguous CPU tensors"),
+    };
+    Tensor::from_vec(out, a.shape(), a.device())
 }
 
 /// Pools the token rows `rows` (`len x h`) into `out`.

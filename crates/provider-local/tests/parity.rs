@@ -69,23 +69,21 @@ async fn rows_identical_whatever_batch_size_pass_size_and_threads() {
     let r = reference();
     let texts = refs(&r.sentences);
     let base = embedder(2, None).embed_documents(&texts).await.unwrap();
-    // One thread with the smallest passes, two threads with one pass for all.
-    let variants = [(1, Some(256)), (2, Some(100_000))];
-    for (threads, chunk) in variants {
+    // One thread with the smallest passes, in batches of 7; two threads
+    // with one pass for everything, one input per call.
+    let variants = [(1, Some(256), 7usize), (2, Some(100_000), 1)];
+    for (threads, chunk, batch) in variants {
         let e = embedder(threads, chunk);
         let all = e.embed_documents(&texts).await.unwrap();
-        for batch in [1usize, 7] {
-            for (b, chunk_texts) in texts.chunks(batch).enumerate() {
-                let part = e.embed_documents(chunk_texts).await.unwrap();
-                for k in 0..chunk_texts.len() {
-                    let i = b * batch + k;
-                    let d =
-                        max_diff(part.row(k), base.row(i)).max(max_diff(all.row(i), base.row(i)));
-                    assert!(
-                        d <= 1e-5,
-                        "threads {threads} chunk {chunk:?} batch {batch}: row {i} differs by {d:e}"
-                    );
-                }
+        for (b, chunk_texts) in texts.chunks(batch).enumerate() {
+            let part = e.embed_documents(chunk_texts).await.unwrap();
+            for k in 0..chunk_texts.len() {
+                let i = b * batch + k;
+                let d = max_diff(part.row(k), base.row(i)).max(max_diff(all.row(i), base.row(i)));
+                assert!(
+                    d <= 1e-5,
+                    "threads {threads} chunk {chunk:?} batch {batch}: row {i} differs by {d:e}"
+                );
             }
         }
     }
