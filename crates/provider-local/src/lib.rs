@@ -19,7 +19,7 @@
 //! revision = "main"                        # branch, tag or commit in the cache
 //! threads = 4                              # compute threads (default: the machine's cores)
 //! device = "cpu"                           # "cuda", "cuda:1", "metal" with those features
-//! chunk_tokens = 4096                      # tokens per forward pass (bounds memory)
+//! chunk_tokens = 2048                      # tokens per forward pass (bounds memory)
 //! ```
 //!
 //! Architectures: BERT (MiniLM, BGE, E5, GTE) and XLM-RoBERTa; others are
@@ -74,7 +74,7 @@ pub const NAME: &str = "local";
 /// The model used when the configuration names none.
 pub const DEFAULT_MODEL: &str = "sentence-transformers/all-MiniLM-L6-v2";
 /// Tokens per forward pass unless `chunk_tokens` says otherwise.
-pub const DEFAULT_CHUNK_TOKENS: usize = 4096;
+pub const DEFAULT_CHUNK_TOKENS: usize = 2048;
 
 /// The `[local]` configuration section.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -92,7 +92,7 @@ pub struct LocalSection {
     /// `cpu` (default), `cuda`, `cuda:N` or `metal` (the latter two need
     /// the crate features of the same name).
     pub device: Option<String>,
-    /// At most this many tokens per forward pass (default 4096): bounds
+    /// At most this many tokens per forward pass (default 2048): bounds
     /// the activations' memory and is the point where a dropped call stops.
     pub chunk_tokens: Option<usize>,
     /// Calls with more inputs are split by the batch layer (default 1024).
