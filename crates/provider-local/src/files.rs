@@ -36,7 +36,7 @@ pub(crate) enum Activation {
 pub enum Pooling {
     /// Mean of the token vectors.
     Mean,
-    /// The first token's ([CLS] / `<s>`) vector.
+    /// The first token's (`[CLS]` / `<s>`) vector.
     Cls,
     /// Component-wise maximum over the tokens.
     Max,

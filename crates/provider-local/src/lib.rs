@@ -114,7 +114,7 @@ struct Shared {
     tokenizer: Tokenizer,
     /// The same, without truncation: token counts and splits.
     counter: Tokenizer,
-    /// Special tokens added to one sequence ([CLS]/[SEP], <s>/</s>).
+    /// Special tokens added to one sequence (`[CLS]`/`[SEP]`, `<s>`/`</s>`).
     specials: usize,
     prompts: Prompts,
     device: Device,
