@@ -88,7 +88,7 @@ pub(crate) struct ModelFiles {
 fn bad(path: &Path, what: impl std::fmt::Display) -> Error {
     Error::new(
         ErrorKind::InvalidInput,
-        format!("local: {}: {what}", path.display()),
+        format!("{}: {what}", path.display()),
     )
     .with_provider(NAME)
 }

@@ -187,7 +187,7 @@ fn static_types(types: Vec<InputType>) -> &'static [InputType] {
 
 fn parse_device(name: Option<&str>) -> Result<Device> {
     let name = name.unwrap_or("cpu").trim().to_ascii_lowercase();
-    let bad = |e: String| Error::config(format!("local: device {name:?}: {e}")).with_provider(NAME);
+    let bad = |e: String| Error::config(format!("device {name:?}: {e}")).with_provider(NAME);
     match name.as_str() {
         "cpu" => Ok(Device::Cpu),
         "metal" => Device::new_metal(0).map_err(|e| bad(e.to_string())),
@@ -205,11 +205,7 @@ fn parse_device(name: Option<&str>) -> Result<Device> {
 }
 
 fn tokenizer_error(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::new(
-        ErrorKind::InvalidInput,
-        format!("local: {}: {e}", path.display()),
-    )
-    .with_provider(NAME)
+    Error::new(ErrorKind::InvalidInput, format!("{}: {e}", path.display())).with_provider(NAME)
 }
 
 impl LocalEmbedder {
@@ -265,14 +261,14 @@ impl LocalEmbedder {
             && d != dim
         {
             return Err(Error::config(format!(
-                "local: dimensions = {d}, but model {model} produces {dim}-dimensional vectors"
+                "dimensions = {d}, but model {model} produces {dim}-dimensional vectors"
             ))
             .with_provider(NAME));
         }
         let device = parse_device(section.device.as_deref())?;
         let threads = match section.threads {
             Some(0) => {
-                return Err(Error::config("local: threads must be at least 1").with_provider(NAME));
+                return Err(Error::config("threads must be at least 1").with_provider(NAME));
             }
             Some(n) => n,
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -280,7 +276,7 @@ impl LocalEmbedder {
         let chunk_tokens = section.chunk_tokens.unwrap_or(DEFAULT_CHUNK_TOKENS);
         if chunk_tokens < files.max_seq_length {
             return Err(Error::config(format!(
-                "local: chunk_tokens = {chunk_tokens} is below the model's max_seq_length {}",
+                "chunk_tokens = {chunk_tokens} is below the model's max_seq_length {}",
                 files.max_seq_length
             ))
             .with_provider(NAME));
@@ -373,7 +369,9 @@ impl LocalEmbedder {
             .num_threads(threads)
             .thread_name(|i| format!("embeddings-local-{i}"))
             .build()
-            .map_err(|e| Error::new(ErrorKind::Internal, format!("local: compute pool: {e}")))?;
+            .map_err(|e| {
+                Error::new(ErrorKind::Internal, format!("compute pool: {e}")).with_provider(NAME)
+            })?;
         Ok(LocalEmbedder {
             shared: Arc::new(Shared {
                 info,
@@ -435,7 +433,7 @@ impl LocalEmbedder {
         let shared = self.shared.clone();
         self.shared.pool.spawn(move || {
             let r = if flag.load(Ordering::Relaxed) {
-                Err(Error::new(ErrorKind::Internal, "local: call dropped"))
+                Err(Error::new(ErrorKind::Internal, "call dropped").with_provider(NAME))
             } else {
                 f(&shared, &flag)
             };
@@ -444,7 +442,7 @@ impl LocalEmbedder {
         let r = rx.await.map_err(|_| {
             Error::new(
                 ErrorKind::Internal,
-                "local: the compute task ended without an answer",
+                "the compute task ended without an answer",
             )
             .with_provider(NAME)
         })?;
@@ -479,7 +477,7 @@ impl Shared {
     ) -> Result<Embeddings> {
         let dim = self.info.dimension;
         let encodings = self.tokenizer.encode_batch(texts, true).map_err(|e| {
-            Error::new(ErrorKind::Internal, format!("local: tokenizer: {e}")).with_provider(NAME)
+            Error::new(ErrorKind::Internal, format!("tokenizer: {e}")).with_provider(NAME)
         })?;
         let ids: Vec<&[u32]> = encodings.iter().map(|e| e.get_ids()).collect();
         let total: usize = ids.iter().map(|s| s.len()).sum();
@@ -491,7 +489,7 @@ impl Shared {
         let mut start = 0;
         while start < order.len() {
             if cancelled.load(Ordering::Relaxed) {
-                return Err(Error::new(ErrorKind::Internal, "local: call dropped"));
+                return Err(Error::new(ErrorKind::Internal, "call dropped").with_provider(NAME));
             }
             let mut end = start;
             let mut tokens = 0;
@@ -551,7 +549,7 @@ impl Embedder for LocalEmbedder {
         } else {
             Err(Error::new(
                 ErrorKind::Internal,
-                "local: the model produced a non-finite vector",
+                "the model produced a non-finite vector",
             )
             .with_provider(NAME))
         }

@@ -14,13 +14,13 @@ use crate::kernels::{self, Segment};
 fn model_error(path: &Path, what: impl std::fmt::Display) -> Error {
     Error::new(
         ErrorKind::InvalidInput,
-        format!("local: {}: {what}", path.display()),
+        format!("{}: {what}", path.display()),
     )
     .with_provider(NAME)
 }
 
 pub(crate) fn compute_error(e: candle_core::Error) -> Error {
-    Error::new(ErrorKind::Internal, format!("local: compute failed: {e}"))
+    Error::new(ErrorKind::Internal, format!("compute failed: {e}"))
         .with_provider(NAME)
         .with_retryable(false)
 }
@@ -243,7 +243,7 @@ impl Encoder {
         if let Some(&bad) = ids.iter().find(|&&t| t as usize >= self.config.vocab_size) {
             return Err(Error::new(
                 ErrorKind::Internal,
-                format!("local: token id {bad} is outside the vocabulary of the model"),
+                format!("token id {bad} is outside the vocabulary of the model"),
             )
             .with_provider(NAME));
         }
@@ -251,7 +251,7 @@ impl Encoder {
             && p as usize >= self.config.max_position_embeddings
         {
             return Err(Error::invalid_input(format!(
-                "local: a sequence needs position {p}, beyond the model's {} positions",
+                "a sequence needs position {p}, beyond the model's {} positions",
                 self.config.max_position_embeddings
             ))
             .with_provider(NAME));

@@ -92,7 +92,7 @@ pub(crate) fn has_required_files(dir: &Path) -> bool {
 pub(crate) fn check_dir(dir: &Path) -> Result<PathBuf> {
     if !dir.is_dir() {
         return Err(Error::config(format!(
-            "local: model_path {} is not a directory (expected a sentence-transformers model \
+            "model_path {} is not a directory (expected a sentence-transformers model \
              directory with {})",
             dir.display(),
             REQUIRED_FILES.join(", ")
@@ -108,7 +108,7 @@ pub(crate) fn check_dir(dir: &Path) -> Result<PathBuf> {
         return Err(Error::new(
             ErrorKind::NotFound,
             format!(
-                "local: model directory {} lacks {} (a sentence-transformers model needs {}; \
+                "model directory {} lacks {} (a sentence-transformers model needs {}; \
                  only safetensors weights are read, not pytorch_model.bin)",
                 dir.display(),
                 missing.join(", "),
@@ -126,7 +126,7 @@ pub(crate) fn check_dir(dir: &Path) -> Result<PathBuf> {
 pub(crate) fn resolve_id(id: &str, revision: &str, cache: Option<PathBuf>) -> Result<PathBuf> {
     if !is_model_id(id) {
         return Err(Error::config(format!(
-            "local: model {id:?} is neither a model id (org/name) nor set with model_path"
+            "model {id:?} is neither a model id (org/name) nor set with model_path"
         ))
         .with_provider(NAME));
     }
@@ -155,7 +155,7 @@ pub(crate) fn resolve_id(id: &str, revision: &str, cache: Option<PathBuf>) -> Re
     if hf_offline() {
         return Err(Error::new(
             ErrorKind::NotFound,
-            format!("local: model {id} (revision {revision}) is not in {looked} and HF_HUB_OFFLINE is set; {how}"),
+            format!("model {id} (revision {revision}) is not in {looked} and HF_HUB_OFFLINE is set; {how}"),
         )
         .with_provider(NAME));
     }
@@ -163,7 +163,7 @@ pub(crate) fn resolve_id(id: &str, revision: &str, cache: Option<PathBuf>) -> Re
         Error::new(
             ErrorKind::NotFound,
             format!(
-                "local: model {id} (revision {revision}) is not in {looked} and downloading it \
+                "model {id} (revision {revision}) is not in {looked} and downloading it \
                  failed ({e}); {how}"
             ),
         )
