@@ -305,8 +305,10 @@ fn encoder_config(path: &Path, raw: RawConfig) -> Result<EncoderConfig> {
             ));
         }
     };
-    if let Some(p) = &raw.position_embedding_type
-        && p != "absolute"
+    if let Some(p) = raw
+        .position_embedding_type
+        .as_deref()
+        .filter(|p| *p != "absolute")
     {
         return Err(bad(
             path,

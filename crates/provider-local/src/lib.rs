@@ -257,9 +257,7 @@ impl LocalEmbedder {
     ) -> Result<Self> {
         let files = ModelFiles::read(dir)?;
         let dim = files.encoder.hidden_size;
-        if let Some(d) = dimensions
-            && d != dim
-        {
+        if let Some(d) = dimensions.filter(|&d| d != dim) {
             return Err(Error::config(format!(
                 "dimensions = {d}, but model {model} produces {dim}-dimensional vectors"
             ))
@@ -306,8 +304,8 @@ impl LocalEmbedder {
             ..Default::default()
         };
         for (name, text) in &files.prompts {
-            if let Some(t) = prompt_type(name)
-                && !prompts.by_type.iter().any(|(k, _)| *k == t)
+            if let Some(t) =
+                prompt_type(name).filter(|t| !prompts.by_type.iter().any(|(k, _)| k == t))
             {
                 prompts.by_type.push((t, text.clone()));
             }

@@ -247,8 +247,10 @@ impl Encoder {
             )
             .with_provider(NAME));
         }
-        if let Some(&p) = pos.iter().max()
-            && p as usize >= self.config.max_position_embeddings
+        if let Some(&p) = pos
+            .iter()
+            .max()
+            .filter(|&&p| p as usize >= self.config.max_position_embeddings)
         {
             return Err(Error::invalid_input(format!(
                 "a sequence needs position {p}, beyond the model's {} positions",
