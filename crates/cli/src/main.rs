@@ -153,7 +153,12 @@ fn load_config(common: &CommonArgs) -> Result<Config> {
         config.base_url = Some(u.clone());
     }
     if let Some(dir) = &common.model_path {
-        set_section_key(&mut config, "local", "model_path", dir.display().to_string().into());
+        set_section_key(
+            &mut config,
+            "local",
+            "model_path",
+            dir.display().to_string().into(),
+        );
     }
     if let Some(n) = &common.batch_size {
         config.batch.max_batch_size = Some(flag_number("--batch-size", n, 1, MAX_BATCH_SIZE)?);
