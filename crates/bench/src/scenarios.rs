@@ -241,6 +241,20 @@ pub fn all() -> Vec<Scenario> {
         cache_hits(1, 1536)
     }));
 
+    // Issue 12: what the layers spend planning and accounting a 20k-text
+    // job for OpenAI (cl100k token bounds, 2048 inputs and 300k tokens per
+    // request), over a provider that answers instantly: the batch layer
+    // alone, then the default stack with a tokens-per-minute limit (the
+    // rate limiter accounts from the answers' usage).
+    for (label, rate_limited) in [("batch", false), ("rate_limited", true)] {
+        v.push(Scenario::new(
+            format!("layers/plan/openai/{label}/20000"),
+            1,
+            move || planned(20_000, rate_limited),
+        ));
+    }
+
+
     v
 }
 
@@ -260,6 +274,68 @@ fn cache_hits(batch: usize, dim: usize) -> Run {
                     .embed_documents(black_box(&refs))
                     .await
                     .expect("cached documents");
+                black_box(rows);
+            }
+        })
+    })
+}
+
+/// A provider with OpenAI's limits and token counting (the real OpenAI
+/// provider's `count_tokens`/`token_bound`, never called over the network)
+/// that answers at once with one-dimensional zero rows and the usage a
+/// server reports: the layers' own cost, without HTTP or vectors.
+struct InstantOpenAi {
+    tokens: std::sync::Arc<dyn embeddings::Embedder>,
+    info: embeddings::ProviderInfo,
+}
+
+#[embeddings::async_trait]
+impl embeddings::Embedder for InstantOpenAi {
+    fn info(&self) -> &embeddings::ProviderInfo {
+        &self.info
+    }
+
+    async fn embed(&self, request: embeddings::EmbedRequest<'_>) -> embeddings::Result<embeddings::Embeddings> {
+        let bytes: usize = request.inputs.iter().map(|t| t.len()).sum();
+        Ok(embeddings::Embeddings::zeroed(request.inputs.len(), 1)
+            .with_usage(embeddings::Usage::tokens(bytes as u64 / 4)))
+    }
+
+    fn count_tokens(&self, text: &str) -> usize {
+        self.tokens.count_tokens(text)
+    }
+
+    fn token_bound(&self, bytes: usize) -> usize {
+        self.tokens.token_bound(bytes)
+    }
+}
+
+fn planned(rows: usize, rate_limited: bool) -> Run {
+    use embeddings::Embedder;
+    let rt = fixtures::runtime();
+    let mut config = embeddings::Config::from_toml_str(
+        "provider = \"openai\"\nmodel = \"text-embedding-3-small\"\napi_key = \"sk-bench\"\nbase_url = \"http://127.0.0.1:9\"\n",
+    )
+    .expect("config");
+    let tokens = embeddings::registry::build(&config).expect("openai provider");
+    let mut info = tokens.info().clone();
+    info.dimension = 1;
+    let provider = std::sync::Arc::new(InstantOpenAi { tokens, info });
+    config.retry.enabled = false;
+    config.timeout.per_attempt = None;
+    if rate_limited {
+        // Far above what the job spends: accounted, never waited for.
+        config.rate_limit.tokens_per_minute = Some(u32::MAX);
+        config.rate_limit.requests_per_minute = Some(u32::MAX);
+    }
+    let e = embeddings::layers::apply(provider, &config).expect("layers");
+    let texts: &'static [String] = Box::leak(fixtures::texts(rows).into_boxed_slice());
+    let refs = fixtures::refs(texts);
+    rt.block_on(e.embed_documents(&refs)).expect("warm-up");
+    Box::new(move |n| {
+        rt.block_on(async {
+            for _ in 0..n {
+                let rows = e.embed_documents(black_box(&refs)).await.expect("planned");
                 black_box(rows);
             }
         })

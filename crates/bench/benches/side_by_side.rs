@@ -1,0 +1,232 @@
+//! This library side by side with async-openai on the same job (issue 12):
+//! 20,000 short texts, `text-embedding-3-small` (1536 dimensions), against
+//! the project's fake server running in this process on its own runtime and
+//! thread. Each client runs on a current-thread runtime in the main thread,
+//! so the client's CPU is that thread's CPU time and the server's work is
+//! not counted; peak allocation is the high-water mark of the bytes the
+//! client thread holds (`PeakAlloc`).
+//!
+//! ```text
+//! cargo bench -p embeddings-bench --bench side_by_side
+//! SIDE_BY_SIDE_ROUNDS=5 cargo bench -p embeddings-bench --bench side_by_side
+//! ```
+//!
+//! Prints the median over the rounds (3 by default, after one warm-up) of
+//! client CPU per 10k rows, wall time and peak allocation, for: this
+//! library through `EmbedderBuilder` (base64 and floats), async-openai's
+//! `create_base64` and `create` in the sequential loop of 2048 inputs a new
+//! user writes; then the same job with 50 ms of server latency per request,
+//! wall time only (ours sends sub-batches concurrently).
+
+use std::time::{Duration, Instant};
+
+use async_openai::config::OpenAIConfig;
+use async_openai::types::embeddings::{CreateEmbeddingRequestArgs, EncodingFormat};
+use cpu_time::ThreadTime;
+use embeddings::{Embedder, EmbedderBuilder};
+use embeddings_bench::alloc::{PeakAlloc, peak, reset_peak, track_this_thread};
+use embeddings_testkit::{FakeServer, FakeServerConfig, Fault, FaultAction, Latency};
+
+#[global_allocator]
+static ALLOC: PeakAlloc = PeakAlloc;
+
+const ROWS: usize = 20_000;
+const DIM: usize = 1536;
+const MODEL: &str = "text-embedding-3-small";
+/// What an async-openai user sends per request (OpenAI's limit).
+const PEER_BATCH: usize = 2048;
+
+/// 20k short texts of 5–15 words.
+fn texts() -> Vec<String> {
+    const WORDS: [&str; 12] = [
+        "search", "vector", "index", "rust", "query", "document", "passage", "model", "token",
+        "embedding", "cluster", "server",
+    ];
+    (0..ROWS)
+        .map(|i| {
+            let n = 5 + i % 11;
+            let mut s = format!("text {i}");
+            for w in 0..n - 1 {
+                s.push(' ');
+                s.push_str(WORDS[(i * 7 + w * 3) % WORDS.len()]);
+            }
+            s
+        })
+        .collect()
+}
+
+/// What one run measured.
+#[derive(Clone, Copy)]
+struct Run {
+    cpu: Duration,
+    wall: Duration,
+    peak_bytes: u64,
+}
+
+fn median<T: Copy + PartialOrd>(mut v: Vec<T>) -> T {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+/// Runs `job` `rounds + 1` times (the first warms connections and lazy
+/// state up) and returns the medians.
+fn measure(
+    rt: &tokio::runtime::Runtime,
+    rounds: usize,
+    mut job: impl FnMut() -> std::pin::Pin<Box<dyn std::future::Future<Output = usize> + '_>>,
+) -> Run {
+    let mut runs = Vec::new();
+    for round in 0..=rounds {
+        let base = reset_peak();
+        let (c0, w0) = (ThreadTime::now(), Instant::now());
+        let rows = rt.block_on(job());
+        let (cpu, wall) = (c0.elapsed(), w0.elapsed());
+        assert_eq!(rows, ROWS * DIM, "every client returns every value");
+        if round > 0 {
+            runs.push(Run {
+                cpu,
+                wall,
+                peak_bytes: peak() - base,
+            });
+        }
+    }
+    Run {
+        cpu: median(runs.iter().map(|r| r.cpu).collect()),
+        wall: median(runs.iter().map(|r| r.wall).collect()),
+        peak_bytes: median(runs.iter().map(|r| r.peak_bytes).collect()),
+    }
+}
+
+fn report(name: &str, r: Run) {
+    println!(
+        "side_by_side/{name}: client CPU {:.3} s / 10k rows, wall {:.3} s, peak allocation {:.0} MB",
+        r.cpu.as_secs_f64() * 10_000.0 / ROWS as f64,
+        r.wall.as_secs_f64(),
+        r.peak_bytes as f64 / 1e6,
+    );
+}
+
+fn ours(url: &str, encoding: &str) -> std::sync::Arc<dyn Embedder> {
+    EmbedderBuilder::new("openai")
+        .base_url(url)
+        .model(MODEL)
+        .api_key("sk-bench-not-a-key")
+        .provider_section("openai", serde_json::json!({ "encoding_format": encoding }))
+        .build()
+        .expect("our embedder")
+}
+
+fn peer(url: &str) -> async_openai::Client<OpenAIConfig> {
+    async_openai::Client::with_config(
+        OpenAIConfig::new()
+            .with_api_base(url)
+            .with_api_key("sk-bench-not-a-key"),
+    )
+}
+
+/// async-openai as its README shows it: one request per 2048 inputs, one
+/// after the other, base64 decoded with its own `From` into `Vec<f32>`.
+async fn peer_base64(client: &async_openai::Client<OpenAIConfig>, texts: &[String]) -> usize {
+    let mut out: Vec<Vec<f32>> = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(PEER_BATCH) {
+        let request = CreateEmbeddingRequestArgs::default()
+            .model(MODEL)
+            .input(chunk.to_vec())
+            .encoding_format(EncodingFormat::Base64)
+            .build()
+            .expect("request");
+        let response = client
+            .embeddings()
+            .create_base64(request)
+            .await
+            .expect("async-openai create_base64");
+        out.extend(response.data.into_iter().map(|d| Vec::<f32>::from(d.embedding)));
+    }
+    out.iter().map(Vec::len).sum()
+}
+
+/// async-openai's default: floats.
+async fn peer_float(client: &async_openai::Client<OpenAIConfig>, texts: &[String]) -> usize {
+    let mut out: Vec<Vec<f32>> = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(PEER_BATCH) {
+        let request = CreateEmbeddingRequestArgs::default()
+            .model(MODEL)
+            .input(chunk.to_vec())
+            .build()
+            .expect("request");
+        let response = client
+            .embeddings()
+            .create(request)
+            .await
+            .expect("async-openai create");
+        out.extend(response.data.into_iter().map(|d| d.embedding));
+    }
+    out.iter().map(Vec::len).sum()
+}
+
+fn main() {
+    let rounds: usize = std::env::var("SIDE_BY_SIDE_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
+    // The server: its own runtime and worker thread (untracked).
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("server runtime");
+    let start = |faults: Vec<Fault>| {
+        server_rt
+            .block_on(FakeServer::start(FakeServerConfig {
+                request_log_limit: Some(0),
+                faults,
+                ..FakeServerConfig::default()
+            }))
+            .expect("fake server")
+    };
+    let fast = start(Vec::new());
+    let slow = start(vec![Fault::new(FaultAction::Latency(Latency::Fixed(
+        Duration::from_millis(50),
+    )))]);
+
+    track_this_thread();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("client runtime");
+    let texts = texts();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+
+    let url = fast.openai_base_url();
+    for encoding in ["base64", "float"] {
+        let e = ours(&url, encoding);
+        let r = measure(&rt, rounds, || {
+            Box::pin(async { e.embed_documents(&refs).await.expect("embed").as_flat().len() })
+        });
+        report(&format!("ours/{encoding}"), r);
+    }
+    let client = peer(&url);
+    report(
+        "async-openai/create_base64",
+        measure(&rt, rounds, || Box::pin(peer_base64(&client, &texts))),
+    );
+    report(
+        "async-openai/create",
+        measure(&rt, rounds, || Box::pin(peer_float(&client, &texts))),
+    );
+
+    // 50 ms per request: wall time.
+    let url = slow.openai_base_url();
+    let e = ours(&url, "base64");
+    let r = measure(&rt, rounds, || {
+        Box::pin(async { e.embed_documents(&refs).await.expect("embed").as_flat().len() })
+    });
+    report("latency50ms/ours/base64", r);
+    let client = peer(&url);
+    let p = measure(&rt, rounds, || Box::pin(peer_base64(&client, &texts)));
+    report("latency50ms/async-openai/create_base64", p);
+    println!(
+        "side_by_side/latency50ms: wall ours / async-openai = {:.2}",
+        r.wall.as_secs_f64() / p.wall.as_secs_f64()
+    );
+}
