@@ -70,10 +70,10 @@ fn median<T: Copy + PartialOrd>(mut v: Vec<T>) -> T {
 
 /// Runs `job` `rounds + 1` times (the first warms connections and lazy
 /// state up) and returns the medians.
-fn measure(
+fn measure<'a>(
     rt: &tokio::runtime::Runtime,
     rounds: usize,
-    mut job: impl FnMut() -> std::pin::Pin<Box<dyn std::future::Future<Output = usize> + '_>>,
+    mut job: impl FnMut() -> std::pin::Pin<Box<dyn std::future::Future<Output = usize> + 'a>>,
 ) -> Run {
     let mut runs = Vec::new();
     for round in 0..=rounds {

@@ -284,6 +284,7 @@ fn cache_hits(batch: usize, dim: usize) -> Run {
 /// provider's `count_tokens`/`token_bound`, never called over the network)
 /// that answers at once with one-dimensional zero rows and the usage a
 /// server reports: the layers' own cost, without HTTP or vectors.
+#[derive(Debug)]
 struct InstantOpenAi {
     tokens: std::sync::Arc<dyn embeddings::Embedder>,
     info: embeddings::ProviderInfo,
@@ -299,6 +300,10 @@ impl embeddings::Embedder for InstantOpenAi {
         let bytes: usize = request.inputs.iter().map(|t| t.len()).sum();
         Ok(embeddings::Embeddings::zeroed(request.inputs.len(), 1)
             .with_usage(embeddings::Usage::tokens(bytes as u64 / 4)))
+    }
+
+    async fn health_check(&self) -> embeddings::Result<()> {
+        Ok(())
     }
 
     fn count_tokens(&self, text: &str) -> usize {
