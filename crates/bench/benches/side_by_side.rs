@@ -39,8 +39,18 @@ const PEER_BATCH: usize = 2048;
 /// 20k short texts of 5–15 words.
 fn texts() -> Vec<String> {
     const WORDS: [&str; 12] = [
-        "search", "vector", "index", "rust", "query", "document", "passage", "model", "token",
-        "embedding", "cluster", "server",
+        "search",
+        "vector",
+        "index",
+        "rust",
+        "query",
+        "document",
+        "passage",
+        "model",
+        "token",
+        "embedding",
+        "cluster",
+        "server",
     ];
     (0..ROWS)
         .map(|i| {
@@ -97,6 +107,11 @@ fn measure<'a>(
     }
 }
 
+/// Whether `name` is selected by `SIDE_BY_SIDE_ONLY` (a substring; all when unset).
+fn selected(name: &str) -> bool {
+    std::env::var("SIDE_BY_SIDE_ONLY").map_or(true, |f| name.contains(&f))
+}
+
 fn report(name: &str, r: Run) {
     println!(
         "side_by_side/{name}: client CPU {:.3} s / 10k rows, wall {:.3} s, peak allocation {:.0} MB",
@@ -140,7 +155,12 @@ async fn peer_base64(client: &async_openai::Client<OpenAIConfig>, texts: &[Strin
             .create_base64(request)
             .await
             .expect("async-openai create_base64");
-        out.extend(response.data.into_iter().map(|d| Vec::<f32>::from(d.embedding)));
+        out.extend(
+            response
+                .data
+                .into_iter()
+                .map(|d| Vec::<f32>::from(d.embedding)),
+        );
     }
     out.iter().map(Vec::len).sum()
 }
@@ -199,34 +219,51 @@ fn main() {
 
     let url = fast.openai_base_url();
     for encoding in ["base64", "float"] {
-        let e = ours(&url, encoding);
-        let r = measure(&rt, rounds, || {
-            Box::pin(async { e.embed_documents(&refs).await.expect("embed").as_flat().len() })
-        });
-        report(&format!("ours/{encoding}"), r);
+        let name = format!("ours/{encoding}");
+        if selected(&name) {
+            let e = ours(&url, encoding);
+            let r = measure(&rt, rounds, || {
+                Box::pin(async {
+                    e.embed_documents(&refs)
+                        .await
+                        .expect("embed")
+                        .as_flat()
+                        .len()
+                })
+            });
+            report(&name, r);
+        }
     }
     let client = peer(&url);
-    report(
-        "async-openai/create_base64",
-        measure(&rt, rounds, || Box::pin(peer_base64(&client, &texts))),
-    );
-    report(
-        "async-openai/create",
-        measure(&rt, rounds, || Box::pin(peer_float(&client, &texts))),
-    );
+    if selected("async-openai/create_base64") {
+        let r = measure(&rt, rounds, || Box::pin(peer_base64(&client, &texts)));
+        report("async-openai/create_base64", r);
+    }
+    if selected("async-openai/create_float") {
+        let r = measure(&rt, rounds, || Box::pin(peer_float(&client, &texts)));
+        report("async-openai/create_float", r);
+    }
 
     // 50 ms per request: wall time.
-    let url = slow.openai_base_url();
-    let e = ours(&url, "base64");
-    let r = measure(&rt, rounds, || {
-        Box::pin(async { e.embed_documents(&refs).await.expect("embed").as_flat().len() })
-    });
-    report("latency50ms/ours/base64", r);
-    let client = peer(&url);
-    let p = measure(&rt, rounds, || Box::pin(peer_base64(&client, &texts)));
-    report("latency50ms/async-openai/create_base64", p);
-    println!(
-        "side_by_side/latency50ms: wall ours / async-openai = {:.2}",
-        r.wall.as_secs_f64() / p.wall.as_secs_f64()
-    );
+    if selected("latency50ms") {
+        let url = slow.openai_base_url();
+        let e = ours(&url, "base64");
+        let r = measure(&rt, rounds, || {
+            Box::pin(async {
+                e.embed_documents(&refs)
+                    .await
+                    .expect("embed")
+                    .as_flat()
+                    .len()
+            })
+        });
+        report("latency50ms/ours/base64", r);
+        let client = peer(&url);
+        let p = measure(&rt, rounds, || Box::pin(peer_base64(&client, &texts)));
+        report("latency50ms/async-openai/create_base64", p);
+        println!(
+            "side_by_side/latency50ms: wall ours / async-openai = {:.2}",
+            r.wall.as_secs_f64() / p.wall.as_secs_f64()
+        );
+    }
 }

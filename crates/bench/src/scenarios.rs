@@ -254,7 +254,6 @@ pub fn all() -> Vec<Scenario> {
         ));
     }
 
-
     v
 }
 
@@ -296,7 +295,10 @@ impl embeddings::Embedder for InstantOpenAi {
         &self.info
     }
 
-    async fn embed(&self, request: embeddings::EmbedRequest<'_>) -> embeddings::Result<embeddings::Embeddings> {
+    async fn embed(
+        &self,
+        request: embeddings::EmbedRequest<'_>,
+    ) -> embeddings::Result<embeddings::Embeddings> {
         let bytes: usize = request.inputs.iter().map(|t| t.len()).sum();
         Ok(embeddings::Embeddings::zeroed(request.inputs.len(), 1)
             .with_usage(embeddings::Usage::tokens(bytes as u64 / 4)))

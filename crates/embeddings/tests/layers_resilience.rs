@@ -318,6 +318,93 @@ async fn tokens_per_minute_are_counted_before_sending() {
     assert_eq!(start.elapsed(), Duration::from_secs(100));
 }
 
+/// A provider that reports `factor` times the estimated tokens as its usage
+/// and counts how often its tokenizer is asked.
+#[derive(Debug)]
+struct Reports {
+    info: embeddings::ProviderInfo,
+    factor: u64,
+    counted: std::sync::atomic::AtomicUsize,
+}
+
+impl Reports {
+    fn new(factor: u64) -> Self {
+        Reports {
+            info: embeddings::ProviderInfo::new("reports", "m", 4),
+            factor,
+            counted: Default::default(),
+        }
+    }
+}
+
+#[embeddings::async_trait]
+impl Embedder for Reports {
+    fn info(&self) -> &embeddings::ProviderInfo {
+        &self.info
+    }
+
+    async fn embed(
+        &self,
+        request: embeddings::EmbedRequest<'_>,
+    ) -> embeddings::Result<embeddings::Embeddings> {
+        let estimate: usize = request
+            .inputs
+            .iter()
+            .map(|t| embeddings::estimate_tokens(t))
+            .sum();
+        Ok(embeddings::Embeddings::zeroed(request.inputs.len(), 4)
+            .with_usage(embeddings::Usage::tokens(estimate as u64 * self.factor)))
+    }
+
+    async fn health_check(&self) -> embeddings::Result<()> {
+        Ok(())
+    }
+
+    fn count_tokens(&self, text: &str) -> usize {
+        self.counted.fetch_add(1, Ordering::SeqCst);
+        embeddings::estimate_tokens(text) * self.factor as usize
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_token_budget_is_settled_from_usage_without_a_tokenizer_pass() {
+    // The server reports what the estimate said: same pace as exact counts,
+    // and the tokenizer is never asked (the answer's usage is the count).
+    let exact = Arc::new(Reports::new(1));
+    let e = RateLimitLayer::new(
+        exact.clone(),
+        RateLimitConfig {
+            tokens_per_minute: Some(600),
+            ..RateLimitConfig::default()
+        },
+    );
+    let text = "x".repeat(400); // estimated 100 tokens
+    let start = Instant::now();
+    for _ in 0..10 {
+        e.embed_documents(&[&text]).await.unwrap();
+    }
+    assert_eq!(start.elapsed(), Duration::from_secs(40));
+    assert_eq!(exact.counted.load(Ordering::SeqCst), 0, "no tokenizer pass");
+
+    // The server reports twice the estimate: the rest is taken before the
+    // call returns, so 10 requests spend 2000 tokens of a 600/min budget:
+    // 600 at once, then 10 per second for the other 1400.
+    let under = Arc::new(Reports::new(2));
+    let e = RateLimitLayer::new(
+        under.clone(),
+        RateLimitConfig {
+            tokens_per_minute: Some(600),
+            ..RateLimitConfig::default()
+        },
+    );
+    let start = Instant::now();
+    for _ in 0..10 {
+        e.embed_documents(&[&text]).await.unwrap();
+    }
+    assert_eq!(start.elapsed(), Duration::from_secs(140));
+    assert_eq!(under.counted.load(Ordering::SeqCst), 0);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_low_remaining_budget_slows_the_next_requests() {
     let probe = Arc::new(Probe::new("m", 4));

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use embeddings_core::{
     EmbedRequest, Embedder, Embeddings, ErrorKind, RateLimitConfig, RateLimitSnapshot, Result,
-    Wrapper, async_trait,
+    Wrapper, async_trait, estimate_tokens,
 };
 use governor::clock::Clock;
 use governor::middleware::NoOpMiddleware;
@@ -55,8 +55,11 @@ impl fmt::Debug for State {
 }
 
 /// Keeps requests under `requests_per_minute` and `tokens_per_minute` (each
-/// optional), counting a request's tokens with
-/// [`count_tokens`](Embedder::count_tokens) before it is sent. Clones share
+/// optional). A request reserves its tokens before it is sent: the exact
+/// counts it carries (see [`EmbedRequest::with_token_counts`]), else an
+/// estimate of a quarter of its bytes; when the answer reports more
+/// (`usage`, else [`count_tokens`](Embedder::count_tokens)), the rest is
+/// taken from the budget before the call returns. Clones share
 /// one budget, so every task using the same embedder (or key) draws from it.
 ///
 /// Limits are `governor` GCRA buckets whose burst is one minute's budget;
@@ -136,6 +139,12 @@ impl RateLimitLayer {
                 tokio::time::sleep(not_until.wait_time_from(s.clock.now())).await;
             }
         }
+        self.acquire_tokens(tokens).await;
+    }
+
+    /// Waits until `tokens` tokens of the budget are free, and takes them.
+    async fn acquire_tokens(&self, tokens: usize) {
+        let s = &*self.state;
         if let Some((limiter, capacity)) = &s.tokens {
             let want = u32::try_from(tokens).unwrap_or(u32::MAX);
             let Some(n) = NonZeroU32::new(want.min(capacity.get())) else {
@@ -218,23 +227,42 @@ impl Wrapper for RateLimitLayer {
     }
 
     async fn embed(&self, request: EmbedRequest<'_>) -> Result<Embeddings> {
-        let count = || request.total_tokens(|t| self.inner.count_tokens(t));
-        let tokens = if self.state.tokens.is_some() {
-            Some(count())
-        } else {
-            None
-        };
-        self.acquire(tokens.unwrap_or(0)).await;
+        let (inputs, carried) = (request.inputs, request.token_counts);
+        // What a request reserves of a token budget before it is sent: the
+        // exact counts a layer already made, else an estimate (a quarter of
+        // the bytes) — never a tokenizer pass per text. The answer's usage
+        // settles the difference below.
+        let reserved = self.state.tokens.as_ref().map(|_| match carried {
+            Some(c) => c.iter().sum::<usize>(),
+            None => inputs.iter().map(|t| estimate_tokens(t)).sum(),
+        });
+        self.acquire(reserved.unwrap_or(0)).await;
         let r = self.inner.embed(request).await;
         let snapshot = r.as_ref().ok().and_then(Embeddings::rate_limits);
-        // The tokens spent: counted before sending when a limit needed them,
-        // else what the server reported, else counted now.
+        // The tokens spent: what the server reported, else the carried
+        // counts, else counted now (only when a budget or the adaptive
+        // watermark needs them).
         let reported = r
             .as_ref()
             .ok()
             .and_then(Embeddings::usage)
             .map(|u| u.prompt_tokens as usize);
-        self.observe(&r, snapshot, || tokens.or(reported).unwrap_or_else(count));
+        let spent = || {
+            reported
+                .or_else(|| carried.map(|c| c.iter().sum()))
+                .unwrap_or_else(|| inputs.iter().map(|t| self.inner.count_tokens(t)).sum())
+        };
+        let mut settled = None;
+        if let (Some(reserved), Ok(_)) = (reserved, &r) {
+            // An estimate below the real cost: the rest is taken now, so the
+            // budget is never overspent (the next requests wait for it).
+            let n = spent();
+            settled = Some(n);
+            if n > reserved {
+                self.acquire_tokens(n - reserved).await;
+            }
+        }
+        self.observe(&r, snapshot, || settled.unwrap_or_else(spent));
         r
     }
 }
