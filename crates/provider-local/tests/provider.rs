@@ -296,3 +296,87 @@ fn embedding_runs_off_the_runtime_threads() {
         );
     });
 }
+
+/// XLM-RoBERTa differs from BERT in its positions: they start after the
+/// padding id. The same weights read as `xlm-roberta` (pad id 1: positions
+/// 2, 3, ...) must give exactly what BERT gives with a position table
+/// shifted up by two rows — a check of the XLM-R path with the one real
+/// model on the machine.
+#[tokio::test]
+async fn xlm_roberta_positions_start_after_the_padding_id() {
+    fn set_config(p: &Path, f: impl FnOnce(&mut serde_json::Value)) {
+        let path = p.join("config.json");
+        let mut c: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        f(&mut c);
+        std::fs::write(&path, serde_json::to_vec(&c).unwrap()).unwrap();
+    }
+    let xlmr = model_copy(|p| {
+        set_config(p, |c| {
+            c["model_type"] = "xlm-roberta".into();
+            c["pad_token_id"] = 1.into();
+        })
+    });
+    let shifted = model_copy(|p| {
+        let bytes = std::fs::read(model_dir().join("model.safetensors")).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let name = st
+            .names()
+            .into_iter()
+            .find(|n| n.ends_with("position_embeddings.weight"))
+            .expect("a position table")
+            .to_string();
+        let table = st.tensor(&name).unwrap();
+        assert_eq!(table.dtype(), safetensors::Dtype::F32);
+        let (rows, width) = (table.shape()[0], table.shape()[1] * 4);
+        // Row i of the new table is row i + 2 of the old one.
+        let mut moved = vec![0u8; rows * width];
+        moved[..(rows - 2) * width].copy_from_slice(&table.data()[2 * width..]);
+        let moved_view = safetensors::tensor::TensorView::new(
+            safetensors::Dtype::F32,
+            table.shape().to_vec(),
+            &moved,
+        )
+        .unwrap();
+        let mut tensors: Vec<(String, safetensors::tensor::TensorView<'_>)> = st
+            .tensors()
+            .into_iter()
+            .filter(|(n, _)| *n != name)
+            .collect();
+        tensors.push((name, moved_view));
+        std::fs::remove_file(p.join("model.safetensors")).unwrap();
+        safetensors::serialize_to_file(tensors, None, &p.join("model.safetensors")).unwrap();
+    });
+    let a = open(xlmr.path()).unwrap();
+    let b = open(shifted.path()).unwrap();
+    let texts = [
+        "Hello, world!",
+        "Paris is the capital and most populous city of France.",
+        "a",
+    ];
+    let ra = a.embed_documents(&texts).await.unwrap();
+    let rb = b.embed_documents(&texts).await.unwrap();
+    let plain = embedder(1, None).embed_documents(&texts).await.unwrap();
+    for i in 0..texts.len() {
+        let d = ra
+            .row(i)
+            .iter()
+            .zip(rb.row(i))
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            d < 1e-5,
+            "row {i}: xlm-roberta vs shifted bert differ by {d}"
+        );
+        // And the positions did move: not BERT's own answer.
+        let moved = ra
+            .row(i)
+            .iter()
+            .zip(plain.row(i))
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(moved > 1e-3, "row {i}: xlm-roberta gave BERT's vector");
+    }
+    // The usable length is the table minus the reserved positions.
+    assert!(a.max_seq_length() <= 512 - 2);
+}
