@@ -443,7 +443,7 @@ impl Dialect for JinaDialect {
     fn error(&self, _route: Route, e: &EngineError<'_>) -> Reply {
         let status = e.status().as_u16();
         let code = match status {
-            401 => Some("AUTH_INVALID_API_KEY"),
+            401 => "AUTH_INVALID_API_KEY",
             403 => "AUTHZ_INSUFFICIENT_BALANCE",
             404 => "RESOURCE_NOT_FOUND",
             409 => "CONFLICT_RESOURCE_BUSY",
