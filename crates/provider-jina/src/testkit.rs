@@ -22,6 +22,9 @@
 //! `Embeddings::quantized` of the float rows), as base64 strings. With a
 //! list of types, `embedding` is an object keyed by type.
 
+// The handlers answer a refusal early with `?`: the error is the reply.
+#![allow(clippy::result_large_err)]
+
 use std::sync::Arc;
 
 use base64::Engine as _;

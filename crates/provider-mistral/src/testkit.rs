@@ -19,6 +19,9 @@
 //! `Embeddings::quantized` of the float rows. With `encoding_format:
 //! base64` a row is the base64 of its bytes (`f32` little-endian).
 
+// The handlers answer a refusal early with `?`: the error is the reply.
+#![allow(clippy::result_large_err)]
+
 use std::sync::Arc;
 
 use base64::Engine as _;
