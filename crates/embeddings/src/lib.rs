@@ -65,6 +65,8 @@ providers! {
     openai "openai" => embeddings_openai, "The OpenAI provider (feature `openai`).";
     voyage "voyage" => embeddings_voyage, "The Voyage AI provider (feature `voyage`).";
     tei "tei" => embeddings_tei, "The Hugging Face text-embeddings-inference provider (feature `tei`).";
+    jina "jina" => embeddings_jina, "The Jina AI provider (feature `jina`).";
+    mistral "mistral" => embeddings_mistral, "The Mistral AI provider (feature `mistral`).";
 }
 
 /// Checks that every section of `config` belongs to a provider or a layer

@@ -43,6 +43,7 @@
 //! max_input_tokens = 8192
 //! max_batch_tokens = 300000
 //! normalized = true              # whether the server returns unit vectors
+//! preset = "together"            # together | fireworks | deepinfra | vllm | tei | lmstudio
 //! [openai.headers]               # extra headers, sent as given (never logged)
 //! "X-Gateway" = "team-a"
 //! [openai.azure]                 # Azure OpenAI: api-key header, deployment URL
@@ -55,6 +56,7 @@
 
 pub mod decode;
 mod errors;
+pub mod preset;
 mod tokens;
 
 use std::collections::BTreeMap;
@@ -75,6 +77,7 @@ use serde::Deserialize;
 
 pub use crate::decode::EncodingFormat;
 pub use crate::errors::{parse_error, parse_error_masked};
+pub use crate::preset::{Preset, PresetSpec};
 pub use crate::tokens::{count_tokens, split_tokens};
 pub use embeddings_http::{
     DEFAULT_CONNECT_TIMEOUT, MAX_EXCERPT, excerpt, parse_reset, retry_after,
@@ -132,6 +135,10 @@ pub struct AzureSection {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OpenAiSection {
+    /// A well-known compatible service ([`Preset`]): its base URL, key
+    /// variable, default model, limits and encoding, each used only where
+    /// the configuration says nothing.
+    pub preset: Option<Preset>,
     /// `OpenAI-Organization` header.
     pub organization: Option<String>,
     /// `OpenAI-Project` header.
@@ -221,10 +228,24 @@ impl OpenAiEmbedder {
 
     /// Like [`OpenAiEmbedder::from_config`] with an explicit `[openai]` section.
     pub fn with_section(config: &Config, section: OpenAiSection) -> Result<Self> {
-        let model = config
-            .model
-            .clone()
-            .unwrap_or_else(|| DEFAULT_MODEL.to_owned());
+        let preset = section.preset.map(|p| (p, p.spec()));
+        if let (Some((p, _)), Some(_)) = (preset, &section.azure) {
+            return Err(config_err(format!(
+                "`openai.preset` = \"{p}\" and `[openai.azure]` exclude each other"
+            )));
+        }
+        let model = match (&config.model, preset) {
+            (Some(m), _) => m.clone(),
+            (None, Some((_, spec))) if spec.default_model.is_some() => {
+                spec.default_model.unwrap_or_default().to_owned()
+            }
+            (None, Some((p, _))) => {
+                return Err(config_err(format!(
+                    "`openai.preset` = \"{p}\" serves whatever model it was started with: set `model`"
+                )));
+            }
+            (None, None) => DEFAULT_MODEL.to_owned(),
+        };
         if model.trim().is_empty() {
             return Err(config_err("`model` must not be empty"));
         }
@@ -252,6 +273,11 @@ impl OpenAiEmbedder {
         info.max_batch_size = 2048;
         info.max_input_tokens = 8192;
         info.max_batch_tokens = 300_000;
+        if let Some((_, spec)) = preset {
+            info.max_batch_size = spec.max_batch_size;
+            info.max_input_tokens = spec.max_input_tokens;
+            info.max_batch_tokens = spec.max_batch_tokens;
+        }
         info.normalized = true;
         for (key, v) in [
             ("max_batch_size", section.max_batch_size),
@@ -283,13 +309,23 @@ impl OpenAiEmbedder {
         } else {
             &[ENV_API_KEY]
         };
+        let key_env = preset.map_or(key_env, |(_, spec)| spec.key_env);
         let api_key: Option<SecretString> = resolve_key(config.api_key.as_ref(), key_env);
 
         let (url, deployment) = match &section.azure {
             None => {
-                let (base, from) =
-                    resolve_setting(config.base_url.as_deref(), "base_url", &[ENV_BASE_URL])
-                        .unwrap_or_else(|| (DEFAULT_BASE_URL.to_owned(), "base_url"));
+                let (base, from) = match preset {
+                    // A preset's own URL, unless `base_url` is configured;
+                    // OPENAI_BASE_URL is not read.
+                    Some((_, spec)) => match config.base_url.as_deref() {
+                        Some(b) => (b.to_owned(), "base_url"),
+                        None => (spec.base_url.to_owned(), "openai.preset"),
+                    },
+                    None => {
+                        resolve_setting(config.base_url.as_deref(), "base_url", &[ENV_BASE_URL])
+                            .unwrap_or_else(|| (DEFAULT_BASE_URL.to_owned(), "base_url"))
+                    }
+                };
                 let mut url = parse_base_url(from, &base).map_err(|e| e.with_provider(NAME))?;
                 push_path(&mut url, &["embeddings"]);
                 (url, None)
@@ -362,6 +398,14 @@ impl OpenAiEmbedder {
                 .header("openai-project", p)
                 .map_err(|_| config_err("`openai.project` is not a valid header value"))?;
         }
+        if let (None, Some((p, spec))) = (&api_key, preset) {
+            if spec.key_required && !auth_header_given {
+                return Err(config_err(format!(
+                    "no API key for the {p} preset: set `api_key` in the config or {}",
+                    spec.key_env.join(" or ")
+                )));
+            }
+        }
         match &api_key {
             Some(key) if azure => {
                 builder = builder.auth(Auth::Header(
@@ -384,6 +428,10 @@ impl OpenAiEmbedder {
             None => {}
         }
         let client = builder.build().map_err(|e| e.with_provider(NAME))?;
+        // Configured, else what the preset knows of the server's base64.
+        let encoding = section
+            .encoding_format
+            .or(preset.and_then(|(_, spec)| spec.encoding_format));
 
         Ok(OpenAiEmbedder {
             info,
@@ -392,8 +440,8 @@ impl OpenAiEmbedder {
             url,
             url_display,
             send_dimensions,
-            encoding_format: section.encoding_format.unwrap_or_default(),
-            explicit_encoding: section.encoding_format.is_some(),
+            encoding_format: encoding.unwrap_or_default(),
+            explicit_encoding: encoding.is_some(),
             fell_back: AtomicBool::new(false),
             base64_verified: AtomicBool::new(false),
             user: section.user,
