@@ -265,7 +265,7 @@ fn exception(headers: &HeaderMap, body: &serde_json::Value) -> String {
 /// | `ModelNotReadyException` (429) | `Unavailable` (retryable: the model is loading) |
 /// | `ModelTimeoutException` (408) | `Timeout` |
 /// | `ServiceUnavailableException` (503), `InternalServerException` (500), `ModelErrorException` (424) | `Unavailable` |
-/// | `ValidationException` (400) about too many input tokens | `ContextLengthExceeded` |
+/// | `ValidationException` (400) about too many input tokens, or a text over its `maxLength` | `ContextLengthExceeded` |
 /// | `ValidationException` (400) | `InvalidInput` |
 /// | `ServiceQuotaExceededException` | `QuotaExceeded` |
 /// | `AccessDeniedException` (403) | `PermissionDenied` |
@@ -293,7 +293,8 @@ pub(crate) fn parse_error_masked(
     let lower = detail.message.to_ascii_lowercase();
     let too_long = lower.contains("too many input tokens")
         || lower.contains("too many tokens")
-        || (lower.contains("token") && lower.contains("exceed"));
+        || (lower.contains("token") && lower.contains("exceed"))
+        || lower.contains("expected maxlength");
     let kind = match name.as_str() {
         "ThrottlingException" => ErrorKind::RateLimited,
         "ModelNotReadyException" => ErrorKind::Unavailable,
