@@ -67,6 +67,8 @@ providers! {
     tei "tei" => embeddings_tei, "The Hugging Face text-embeddings-inference provider (feature `tei`).";
     jina "jina" => embeddings_jina, "The Jina AI provider (feature `jina`).";
     mistral "mistral" => embeddings_mistral, "The Mistral AI provider (feature `mistral`).";
+    gemini "gemini" => embeddings_gemini, "The Google Gemini API / Vertex AI provider (feature `gemini`).";
+    bedrock "bedrock" => embeddings_bedrock, "The AWS Bedrock provider (feature `bedrock`).";
 }
 
 /// Checks that every section of `config` belongs to a provider or a layer
