@@ -23,6 +23,9 @@
 //! renormalised (so a client that skips renormalisation gets vectors
 //! shorter than 1, and fails the suite's checks).
 
+// A validation step's refusal is the `Reply` the fake server sends.
+#![allow(clippy::result_large_err)]
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

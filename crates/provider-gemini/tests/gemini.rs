@@ -377,7 +377,7 @@ async fn vertex_conformance_and_one_instance_for_gemini_embedding_001() {
     conformance::run_fixture(&e, &VertexFixture, &s, false).await;
     s.reset_log();
     let texts = ["a", "b"];
-    let got = e.embed_query(&texts[0]).await.unwrap();
+    let got = e.embed_query(texts[0]).await.unwrap();
     assert!(close(
         &got,
         &embeddings_mock::vector("text-embedding-005", "a", 256)
