@@ -65,7 +65,7 @@ pub(crate) struct CommonArgs {
     /// Provider endpoint
     #[arg(long, value_name = "URL")]
     pub(crate) base_url: Option<String>,
-    /// Model directory of the local provider (sets [local] model_path)
+    /// Model directory of the local provider (sets model_path of the local section)
     #[arg(long, value_name = "DIR")]
     pub(crate) model_path: Option<PathBuf>,
     /// Config file (TOML, or JSON by extension) [default: $EMBEDDINGS_CONFIG, else ./embeddings.toml if present]
