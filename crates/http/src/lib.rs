@@ -24,6 +24,12 @@
 //!   anything `sk-`/`Bearer`-shaped).
 //! * **Rows decoded once**: [`json`] holds the validating scanner, the
 //!   float-array and base64 row decoders and the batch buffer.
+//! * **The common steps of a call, once**: [`HttpClient::embed`] (the body
+//!   of `Embedder::embed`: output type checked, an empty request answered
+//!   without a request, errors finished), [`HttpClient::call_rows`] (post,
+//!   an error status through the provider's parser, decode, rate-limit
+//!   snapshot) and [`InfoCell`] (the dimension learned from the first
+//!   answer), so that a provider crate holds only its shapes.
 //!
 //! ```no_run
 //! # async fn demo() -> embeddings_core::Result<()> {
@@ -52,6 +58,7 @@
 
 mod body;
 mod client;
+mod embed;
 mod env;
 pub mod json;
 mod status;
@@ -67,6 +74,7 @@ pub use crate::body::{
 pub use crate::client::{
     Answer, Auth, DEFAULT_CONNECT_TIMEOUT, HttpClient, HttpClientBuilder, MAX_REDIRECTS,
 };
+pub use crate::embed::InfoCell;
 pub use crate::env::{env_first, resolve_key, resolve_setting};
 pub use crate::status::{
     ErrorDetail, MAX_RETRY_AFTER, RedirectRefused, default_kind, header_str,
