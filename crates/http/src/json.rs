@@ -47,7 +47,7 @@ use base64::Engine as _;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use embeddings_core::json_number::parse_f32;
-use embeddings_core::{Embeddings, Error, MAX_DIMENSIONS, Result};
+use embeddings_core::{Embeddings, Error, MAX_DIMENSIONS, Result, Usage};
 
 /// What a scanning step returns: the error is a message for
 /// [`Error::invalid_response`].
@@ -945,6 +945,107 @@ impl RowBuffer {
             .take()
             .unwrap_or_else(|| Embeddings::empty(self.dim)))
     }
+}
+
+// ---------------------------------------------------------------------------
+// The OpenAI-shaped envelope
+
+/// The envelope of the OpenAI-shaped answers (Voyage, Jina, Mistral):
+/// `{"data": [item, ...], "usage": {"<tokens>": n, ...}, ...}`. `item`
+/// reads one element of `data` (the cursor on it) and places its row;
+/// `usage` may be `null` or missing; every other key is skipped; the body
+/// must be one complete value ([`Scanner::end`]). Returns the usage read
+/// from `usage.<tokens>` ([`usage_tokens`]). Counting the rows is the row
+/// buffer's.
+///
+/// ```
+/// use embeddings_http::json::{RowBuffer, data_envelope};
+/// let body = br#"{"data":[{"index":0,"embedding":[0.5,1]}],"usage":{"total_tokens":3}}"#;
+/// let mut rows = RowBuffer::by_index(1, 2);
+/// let usage = data_envelope(body, "total_tokens", |s| {
+///     s.eat(b'{', "'{'")?;
+///     let (mut index, mut at) = (None, None);
+///     loop {
+///         let key = s.string()?;
+///         s.eat(b':', "':'")?;
+///         match &*key {
+///             b"index" => index = Some(s.integer(|| "`index`".into())?),
+///             b"embedding" => { at = Some(s.pos()); s.skip_value(2)?; }
+///             _ => s.skip_value(2)?,
+///         }
+///         if !s.more(b'}')? { break; }
+///     }
+///     let i = rows.claim(index.ok_or("no `index`")?)?;
+///     let back = s.pos();
+///     s.set_pos(at.ok_or("no `embedding`")?);
+///     rows.floats_at(s, i)?;
+///     s.set_pos(back);
+///     Ok(())
+/// })
+/// .unwrap();
+/// assert_eq!(usage.map(|u| u.prompt_tokens), Some(3));
+/// assert_eq!(rows.finish().unwrap().row(0), &[0.5, 1.0]);
+/// ```
+pub fn data_envelope<'a>(
+    body: &'a [u8],
+    tokens: &str,
+    mut item: impl FnMut(&mut Scanner<'a>) -> Step,
+) -> Step<Option<Usage>> {
+    let mut usage = None;
+    let mut s = Scanner::new(body);
+    s.eat(b'{', "'{'")?;
+    if !s.eat_if(b'}') {
+        loop {
+            let key = s.string()?;
+            s.eat(b':', "':'")?;
+            match &*key {
+                b"data" => {
+                    s.eat(b'[', "'[' opening `data`")?;
+                    if !s.eat_if(b']') {
+                        loop {
+                            item(&mut s)?;
+                            if !s.more(b']')? {
+                                break;
+                            }
+                        }
+                    }
+                }
+                b"usage" => usage = usage_tokens(&mut s, tokens)?,
+                _ => s.skip_value(1)?,
+            }
+            if !s.more(b'}')? {
+                break;
+            }
+        }
+    }
+    s.end()?;
+    Ok(usage)
+}
+
+/// A `usage` object (or `null`): the integer under `tokens` (such as
+/// `total_tokens`, `prompt_tokens`) as the prompt tokens; other keys
+/// skipped; `None` when it is `null` or lacks the key.
+pub fn usage_tokens(s: &mut Scanner<'_>, tokens: &str) -> Step<Option<Usage>> {
+    if s.is_null() {
+        return Ok(None);
+    }
+    let mut usage = None;
+    s.eat(b'{', "'{' opening `usage`")?;
+    if !s.eat_if(b'}') {
+        loop {
+            let key = s.string()?;
+            s.eat(b':', "':'")?;
+            if *key == *tokens.as_bytes() {
+                usage = Some(Usage::tokens(s.integer(|| format!("`{tokens}`"))?));
+            } else {
+                s.skip_value(2)?;
+            }
+            if !s.more(b'}')? {
+                break;
+            }
+        }
+    }
+    Ok(usage)
 }
 
 #[cfg(test)]

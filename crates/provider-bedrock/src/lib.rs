@@ -501,8 +501,8 @@ impl BedrockEmbedder {
         }
     }
 
-    async fn post(&self, request: &EmbedRequest<'_>) -> Result<Embeddings> {
-        let body = self.body(request)?;
+    async fn post(&self, request: EmbedRequest<'_>) -> Result<Embeddings> {
+        let body = self.body(&request)?;
         let signed = sign_request(
             "POST",
             self.url.as_str(),
@@ -534,15 +534,10 @@ impl BedrockEmbedder {
             dim,
             key: "embedding",
         };
-        let answer = self.client.call(builder, &self.shown, cap).await?;
-        if !answer.is_success() {
-            return Err(wire::parse_error_masked(
-                answer.status,
-                &answer.headers,
-                &answer.body,
-                self.client.masker(),
-            ));
-        }
+        let answer = self
+            .client
+            .call_ok(builder, &self.shown, cap, wire::parse_error_masked)
+            .await?;
         let mut out = match self.shape {
             Shape::Titan { .. } => decode_titan(&answer.body, dim, request.output_type)?,
             Shape::Cohere { .. } => decode_cohere(&answer.body, rows, dim, request.output_type)?,
@@ -563,18 +558,14 @@ impl Embedder for BedrockEmbedder {
     }
 
     async fn embed(&self, request: EmbedRequest<'_>) -> Result<Embeddings> {
-        self.info.check_output_type(&request)?;
-        if request.is_empty() {
-            return Ok(Embeddings::empty_of(
-                request.output_type,
-                self.info.dimension,
-            ));
-        }
-        self.post(&request).await.map_err(|e| {
-            let e = self.masker.error(self.client.finish(e));
-            tracing::debug!(target: "embeddings_bedrock", error = %e, "embed failed");
-            e
-        })
+        // The signing secrets are masked too (the client knows only its own).
+        self.client
+            .embed(&self.info, request, |r| self.post(r))
+            .await
+            .map_err(|e| self.masker.error(e))
+            .inspect_err(
+                |e| tracing::debug!(target: "embeddings_bedrock", error = %e, "embed failed"),
+            )
     }
 
     async fn health_check(&self) -> Result<()> {

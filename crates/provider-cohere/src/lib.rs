@@ -33,7 +33,7 @@ mod wire;
 pub mod testkit;
 
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use embeddings_core::{
@@ -41,8 +41,8 @@ use embeddings_core::{
     ProviderInfo, Result, async_trait,
 };
 use embeddings_http::{
-    Auth, BodyCap, DEFAULT_CONNECT_TIMEOUT, HttpClient, Url, parse_base_url, push_path,
-    rate_limit_snapshot, redact_url, resolve_key, resolve_setting,
+    Auth, BodyCap, DEFAULT_CONNECT_TIMEOUT, HttpClient, InfoCell, Url, parse_base_url, push_path,
+    redact_url, resolve_key, resolve_setting,
 };
 use serde::Deserialize;
 
@@ -160,8 +160,7 @@ pub struct CohereSection {
 
 /// The Cohere embedding provider. `Debug` never shows the key.
 pub struct CohereEmbedder {
-    info: ProviderInfo,
-    learned: OnceLock<ProviderInfo>,
+    info: InfoCell,
     client: HttpClient,
     url: Url,
     shown: String,
@@ -173,7 +172,7 @@ impl fmt::Debug for CohereEmbedder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CohereEmbedder")
             .field("url", &self.shown)
-            .field("model", &self.info.model)
+            .field("model", &self.info().model)
             .field("dimension", &self.info().dimension)
             .field("truncate", &self.truncate)
             .field("api_key", &"[redacted]")
@@ -256,8 +255,7 @@ impl CohereEmbedder {
             .build()
             .map_err(|e| e.with_provider(NAME))?;
         Ok(CohereEmbedder {
-            info,
-            learned: OnceLock::new(),
+            info: InfoCell::new(info),
             client,
             shown: redact_url(&url),
             url,
@@ -271,7 +269,7 @@ impl CohereEmbedder {
         &self.shown
     }
 
-    async fn post(&self, request: &EmbedRequest<'_>) -> Result<Embeddings> {
+    async fn post(&self, request: EmbedRequest<'_>) -> Result<Embeddings> {
         let rows = request.len();
         if rows > MAX_TEXTS {
             return Err(Error::invalid_input(format!(
@@ -289,7 +287,7 @@ impl CohereEmbedder {
             Error::invalid_input(format!("provider cohere does not produce {output} vectors"))
         })?;
         let body = wire::encode_request(&wire::EmbedBody {
-            model: &self.info.model,
+            model: &self.info().model,
             texts: request.inputs,
             input_type,
             embedding_types: [embedding_type],
@@ -297,32 +295,24 @@ impl CohereEmbedder {
             output_dimension: self.output_dimension,
         })?;
         let dim = self.info().dimension;
-        tracing::debug!(target: "embeddings_cohere", url = %self.shown, model = %self.info.model,
+        tracing::debug!(target: "embeddings_cohere", url = %self.shown, model = %self.info().model,
             inputs = rows, input_type, output_type = %output, "POST v2/embed");
         let cap = BodyCap::Rows {
             rows,
             dim,
             key: "embeddings",
         };
-        let answer = self
+        let out = self
             .client
-            .call(self.client.post_json(&self.url, body), &self.shown, cap)
+            .call_rows(
+                self.client.post_json(&self.url, body),
+                &self.shown,
+                cap,
+                wire::parse_error_masked,
+                |body| decode_response(body, rows, dim, output),
+            )
             .await?;
-        if !answer.is_success() {
-            return Err(wire::parse_error_masked(
-                answer.status,
-                &answer.headers,
-                &answer.body,
-                self.client.masker(),
-            ));
-        }
-        let mut out = decode_response(&answer.body, rows, dim, output)?;
-        if dim == 0 && out.dim() > 0 {
-            let mut learned = self.info.clone();
-            learned.dimension = out.dim();
-            let _ = self.learned.set(learned);
-        }
-        out.set_rate_limits(rate_limit_snapshot(&answer.headers));
+        self.info.learn_dimension(out.dim());
         Ok(out)
     }
 }
@@ -330,22 +320,16 @@ impl CohereEmbedder {
 #[async_trait]
 impl Embedder for CohereEmbedder {
     fn info(&self) -> &ProviderInfo {
-        self.learned.get().unwrap_or(&self.info)
+        self.info.get()
     }
 
     async fn embed(&self, request: EmbedRequest<'_>) -> Result<Embeddings> {
-        self.info().check_output_type(&request)?;
-        if request.is_empty() {
-            return Ok(Embeddings::empty_of(
-                request.output_type,
-                self.info().dimension,
-            ));
-        }
-        self.post(&request).await.map_err(|e| {
-            let e = self.client.finish(e);
-            tracing::debug!(target: "embeddings_cohere", error = %e, "embed failed");
-            e
-        })
+        self.client
+            .embed(self.info(), request, |r| self.post(r))
+            .await
+            .inspect_err(
+                |e| tracing::debug!(target: "embeddings_cohere", error = %e, "embed failed"),
+            )
     }
 
     async fn health_check(&self) -> Result<()> {

@@ -52,7 +52,7 @@ pub mod testkit;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use embeddings_core::{
@@ -61,8 +61,8 @@ use embeddings_core::{
 };
 use embeddings_http::reqwest::header::HeaderName;
 use embeddings_http::{
-    Auth, BodyCap, DEFAULT_CONNECT_TIMEOUT, HttpClient, Masker, Url, parse_base_url,
-    rate_limit_snapshot, redact_url, resolve_key, resolve_setting,
+    Auth, BodyCap, DEFAULT_CONNECT_TIMEOUT, HttpClient, InfoCell, Masker, Url, parse_base_url,
+    redact_url, resolve_key, resolve_setting,
 };
 use serde::Deserialize;
 
@@ -272,8 +272,7 @@ enum Api {
 /// The Gemini / Vertex AI embedding provider. `Debug` never shows the key
 /// or token.
 pub struct GeminiEmbedder {
-    info: ProviderInfo,
-    learned: OnceLock<ProviderInfo>,
+    info: InfoCell,
     client: HttpClient,
     url: Url,
     shown: String,
@@ -289,7 +288,7 @@ impl fmt::Debug for GeminiEmbedder {
         f.debug_struct("GeminiEmbedder")
             .field("url", &self.shown)
             .field("api", &self.api)
-            .field("model", &self.info.model)
+            .field("model", &self.info().model)
             .field("dimension", &self.info().dimension)
             .field("output_dimensionality", &self.output_dimensionality)
             .field("credential", &"[redacted]")
@@ -490,8 +489,7 @@ impl GeminiEmbedder {
         };
         let client = builder.build().map_err(|e| e.with_provider(NAME))?;
         Ok(GeminiEmbedder {
-            info,
-            learned: OnceLock::new(),
+            info: InfoCell::new(info),
             client,
             shown: redact_url(&url),
             url,
@@ -517,9 +515,9 @@ impl GeminiEmbedder {
             .or_else(|| TaskType::of(t))
     }
 
-    async fn post(&self, request: &EmbedRequest<'_>) -> Result<Embeddings> {
+    async fn post(&self, request: EmbedRequest<'_>) -> Result<Embeddings> {
         let rows = request.len();
-        let limit = self.info.max_batch_size;
+        let limit = self.info().max_batch_size;
         if rows > limit {
             return Err(Error::invalid_input(format!(
                 "{rows} inputs in one request; {} takes at most {limit} (the batch layer splits larger calls)",
@@ -538,7 +536,7 @@ impl GeminiEmbedder {
             .filter(|_| task == TaskType::RetrievalDocument);
         let body = match self.api {
             Api::Gemini => wire::encode_batch(
-                &self.info.model,
+                &self.info().model,
                 request.inputs,
                 task,
                 title,
@@ -553,38 +551,33 @@ impl GeminiEmbedder {
             )?,
         };
         let dim = self.info().dimension;
-        tracing::debug!(target: "embeddings_gemini", url = %self.shown, model = %self.info.model,
+        tracing::debug!(target: "embeddings_gemini", url = %self.shown, model = %self.info().model,
             inputs = rows, task_type = %task, "POST {}", self.api_name());
-        let key = match self.api {
-            Api::Gemini => "values",
-            Api::Vertex { .. } => "values",
+        let cap = BodyCap::Rows {
+            rows,
+            dim,
+            key: "values",
         };
-        let cap = BodyCap::Rows { rows, dim, key };
-        let answer = self
+        let out = self
             .client
-            .call(self.client.post_json(&self.url, body), &self.shown, cap)
+            .call_rows(
+                self.client.post_json(&self.url, body),
+                &self.shown,
+                cap,
+                wire::parse_error_masked,
+                |body| {
+                    let mut out = match self.api {
+                        Api::Gemini => decode_batch_response(body, rows, dim)?,
+                        Api::Vertex { .. } => decode_predict_response(body, rows, dim)?,
+                    };
+                    if self.output_dimensionality.is_some() && self.renormalize {
+                        wire::renormalize(&mut out);
+                    }
+                    Ok(out)
+                },
+            )
             .await?;
-        if !answer.is_success() {
-            return Err(wire::parse_error_masked(
-                answer.status,
-                &answer.headers,
-                &answer.body,
-                self.client.masker(),
-            ));
-        }
-        let mut out = match self.api {
-            Api::Gemini => decode_batch_response(&answer.body, rows, dim)?,
-            Api::Vertex { .. } => decode_predict_response(&answer.body, rows, dim)?,
-        };
-        if self.output_dimensionality.is_some() && self.renormalize {
-            wire::renormalize(&mut out);
-        }
-        if dim == 0 && out.dim() > 0 {
-            let mut learned = self.info.clone();
-            learned.dimension = out.dim();
-            let _ = self.learned.set(learned);
-        }
-        out.set_rate_limits(rate_limit_snapshot(&answer.headers));
+        self.info.learn_dimension(out.dim());
         Ok(out)
     }
 
@@ -615,19 +608,16 @@ fn endpoint_of(url: &Url) -> String {
 #[async_trait]
 impl Embedder for GeminiEmbedder {
     fn info(&self) -> &ProviderInfo {
-        self.learned.get().unwrap_or(&self.info)
+        self.info.get()
     }
 
     async fn embed(&self, request: EmbedRequest<'_>) -> Result<Embeddings> {
-        self.info().check_output_type(&request)?;
-        if request.is_empty() {
-            return Ok(Embeddings::empty(self.info().dimension));
-        }
-        self.post(&request).await.map_err(|e| {
-            let e = self.client.finish(e);
-            tracing::debug!(target: "embeddings_gemini", error = %e, "embed failed");
-            e
-        })
+        self.client
+            .embed(self.info(), request, |r| self.post(r))
+            .await
+            .inspect_err(
+                |e| tracing::debug!(target: "embeddings_gemini", error = %e, "embed failed"),
+            )
     }
 
     async fn health_check(&self) -> Result<()> {

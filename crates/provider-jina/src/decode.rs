@@ -6,8 +6,8 @@
 
 use std::borrow::Cow;
 
-use embeddings_core::{Embeddings, Error, OutputType, Result, Usage};
-use embeddings_http::json::{RowBuffer, Scanner, decode_base64_bytes};
+use embeddings_core::{Embeddings, Error, OutputType, Result};
+use embeddings_http::json::{RowBuffer, Scanner, data_envelope, decode_base64_bytes};
 
 /// Decodes an answer for `rows` inputs of `output` rows (`dim` 0: learned
 /// from the first row), each placed by its `index`. Any inconsistency (a
@@ -154,34 +154,7 @@ fn decode(body: &[u8], rows: usize, dim: usize, output: OutputType) -> Result<Em
         OutputType::Ubinary => Rows::Packed(Packed::new(rows, dim, false)),
         other => return Err(format!("Jina has no {other} embeddings")),
     };
-    let mut usage = None;
-    let mut s = Scanner::new(body);
-    s.eat(b'{', "'{'")?;
-    if !s.eat_if(b'}') {
-        loop {
-            let key = s.string()?;
-            s.eat(b':', "':'")?;
-            match &*key {
-                b"data" => {
-                    s.eat(b'[', "'[' opening `data`")?;
-                    if !s.eat_if(b']') {
-                        loop {
-                            item(&mut s, &mut buf)?;
-                            if !s.more(b']')? {
-                                break;
-                            }
-                        }
-                    }
-                }
-                b"usage" => usage = usage_of(&mut s)?,
-                _ => s.skip_value(1)?,
-            }
-            if !s.more(b'}')? {
-                break;
-            }
-        }
-    }
-    s.end()?;
+    let usage = data_envelope(body, "total_tokens", |s| item(s, &mut buf))?;
     let mut out = match buf {
         Rows::Float(b) => b.finish().map_err(|e| e.message().to_owned())?,
         Rows::Packed(p) => p.finish(dim, output)?,
@@ -261,29 +234,6 @@ fn item(s: &mut Scanner<'_>, buf: &mut Rows) -> Result<(), String> {
     }
     s.set_pos(resume);
     Ok(())
-}
-
-fn usage_of(s: &mut Scanner<'_>) -> Result<Option<Usage>, String> {
-    if s.is_null() {
-        return Ok(None);
-    }
-    let mut usage = None;
-    s.eat(b'{', "'{' opening `usage`")?;
-    if !s.eat_if(b'}') {
-        loop {
-            let key = s.string()?;
-            s.eat(b':', "':'")?;
-            if &*key == b"total_tokens" {
-                usage = Some(Usage::tokens(s.integer(|| "`total_tokens`".into())?));
-            } else {
-                s.skip_value(2)?;
-            }
-            if !s.more(b'}')? {
-                break;
-            }
-        }
-    }
-    Ok(usage)
 }
 
 #[cfg(test)]

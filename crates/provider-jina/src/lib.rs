@@ -40,7 +40,7 @@ mod decode;
 pub mod testkit;
 
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use embeddings_core::{
@@ -49,9 +49,9 @@ use embeddings_core::{
 };
 use embeddings_http::reqwest::header::HeaderMap;
 use embeddings_http::{
-    Auth, BodyCap, DEFAULT_CONNECT_TIMEOUT, ErrorDetail, HttpClient, Masker, Url, default_kind,
-    is_context_length_text, parse_base_url, push_path, rate_limit_snapshot, redact_url,
-    resolve_key, resolve_setting, status_error,
+    Auth, BodyCap, DEFAULT_CONNECT_TIMEOUT, ErrorDetail, HttpClient, InfoCell, Masker, Url,
+    default_kind, is_context_length_text, parse_base_url, push_path, redact_url, resolve_key,
+    resolve_setting, status_error,
 };
 use serde::{Deserialize, Serialize};
 
@@ -218,8 +218,7 @@ pub struct JinaSection {
 
 /// The Jina embedding provider. `Debug` never shows the key.
 pub struct JinaEmbedder {
-    info: ProviderInfo,
-    learned: OnceLock<ProviderInfo>,
+    info: InfoCell,
     family: Option<Family>,
     client: HttpClient,
     url: Url,
@@ -233,7 +232,7 @@ impl fmt::Debug for JinaEmbedder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JinaEmbedder")
             .field("url", &self.shown)
-            .field("model", &self.info.model)
+            .field("model", &self.info().model)
             .field("dimension", &self.info().dimension)
             .field("truncate", &self.truncate)
             .field("late_chunking", &self.late_chunking)
@@ -356,8 +355,7 @@ impl JinaEmbedder {
             .build()
             .map_err(|e| e.with_provider(NAME))?;
         Ok(JinaEmbedder {
-            info,
-            learned: OnceLock::new(),
+            info: InfoCell::new(info),
             family,
             client,
             shown: redact_url(&url),
@@ -373,20 +371,20 @@ impl JinaEmbedder {
         &self.shown
     }
 
-    async fn post(&self, request: &EmbedRequest<'_>) -> Result<Embeddings> {
+    async fn post(&self, request: EmbedRequest<'_>) -> Result<Embeddings> {
         let rows = request.len();
-        if rows > self.info.max_batch_size {
+        if rows > self.info().max_batch_size {
             return Err(Error::invalid_input(format!(
                 "{rows} inputs in one request; the limit is {} (the batch layer splits larger calls)",
-                self.info.max_batch_size
+                self.info().max_batch_size
             )));
         }
         let task = wire_task(self.family, request.input_type).map_err(|()| {
-            let names: Vec<&str> = self.info.input_types.iter().map(|t| t.as_str()).collect();
+            let names: Vec<&str> = self.info().input_types.iter().map(|t| t.as_str()).collect();
             Error::invalid_input(format!(
                 "provider jina has no task for input type {} with {} (it has: {})",
                 request.input_type,
-                self.info.model,
+                self.info().model,
                 names.join(", ")
             ))
         })?;
@@ -395,7 +393,7 @@ impl JinaEmbedder {
             Error::invalid_input(format!("provider jina does not produce {output} vectors"))
         })?;
         let body = serde_json::to_vec(&Body {
-            model: &self.info.model,
+            model: &self.info().model,
             input: request.inputs,
             embedding_type,
             truncate: self.truncate,
@@ -405,32 +403,24 @@ impl JinaEmbedder {
         })
         .map_err(|e| Error::invalid_input(format!("encoding the request: {e}")))?;
         let dim = self.info().dimension;
-        tracing::debug!(target: "embeddings_jina", url = %self.shown, model = %self.info.model,
+        tracing::debug!(target: "embeddings_jina", url = %self.shown, model = %self.info().model,
             inputs = rows, task = task.unwrap_or(""), embedding_type, "POST embeddings");
         let cap = BodyCap::Rows {
             rows,
             dim,
             key: "embedding",
         };
-        let answer = self
+        let out = self
             .client
-            .call(self.client.post_json(&self.url, body), &self.shown, cap)
+            .call_rows(
+                self.client.post_json(&self.url, body),
+                &self.shown,
+                cap,
+                parse_error_masked,
+                |body| decode_response(body, rows, dim, output),
+            )
             .await?;
-        if !answer.is_success() {
-            return Err(parse_error_masked(
-                answer.status,
-                &answer.headers,
-                &answer.body,
-                self.client.masker(),
-            ));
-        }
-        let mut out = decode_response(&answer.body, rows, dim, output)?;
-        if dim == 0 && out.dim() > 0 {
-            let mut learned = self.info.clone();
-            learned.dimension = out.dim();
-            let _ = self.learned.set(learned);
-        }
-        out.set_rate_limits(rate_limit_snapshot(&answer.headers));
+        self.info.learn_dimension(out.dim());
         Ok(out)
     }
 }
@@ -438,22 +428,14 @@ impl JinaEmbedder {
 #[async_trait]
 impl Embedder for JinaEmbedder {
     fn info(&self) -> &ProviderInfo {
-        self.learned.get().unwrap_or(&self.info)
+        self.info.get()
     }
 
     async fn embed(&self, request: EmbedRequest<'_>) -> Result<Embeddings> {
-        self.info().check_output_type(&request)?;
-        if request.is_empty() {
-            return Ok(Embeddings::empty_of(
-                request.output_type,
-                self.info().dimension,
-            ));
-        }
-        self.post(&request).await.map_err(|e| {
-            let e = self.client.finish(e);
-            tracing::debug!(target: "embeddings_jina", error = %e, "embed failed");
-            e
-        })
+        self.client
+            .embed(self.info(), request, |r| self.post(r))
+            .await
+            .inspect_err(|e| tracing::debug!(target: "embeddings_jina", error = %e, "embed failed"))
     }
 
     async fn health_check(&self) -> Result<()> {

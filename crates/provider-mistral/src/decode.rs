@@ -5,8 +5,8 @@
 //! packed bits, offset by 128, as `int8`) and `ubinary` (as `uint8`);
 //! packed rows hold `ceil(dimension / 8)` values.
 
-use embeddings_core::{Embeddings, Error, OutputType, Result, Usage};
-use embeddings_http::json::{RowBuffer, Scanner};
+use embeddings_core::{Embeddings, Error, OutputType, Result};
+use embeddings_http::json::{RowBuffer, Scanner, data_envelope};
 
 /// Decodes an answer for `rows` inputs of `output` rows (`dim` 0: learned
 /// from the first row), each placed by its `index`. Any inconsistency (a
@@ -151,34 +151,7 @@ fn decode(body: &[u8], rows: usize, dim: usize, output: OutputType) -> Result<Em
     } else {
         Rows::Int(IntRows::new(rows, dim, output))
     };
-    let mut usage = None;
-    let mut s = Scanner::new(body);
-    s.eat(b'{', "'{'")?;
-    if !s.eat_if(b'}') {
-        loop {
-            let key = s.string()?;
-            s.eat(b':', "':'")?;
-            match &*key {
-                b"data" => {
-                    s.eat(b'[', "'[' opening `data`")?;
-                    if !s.eat_if(b']') {
-                        loop {
-                            item(&mut s, &mut buf)?;
-                            if !s.more(b']')? {
-                                break;
-                            }
-                        }
-                    }
-                }
-                b"usage" => usage = usage_of(&mut s)?,
-                _ => s.skip_value(1)?,
-            }
-            if !s.more(b'}')? {
-                break;
-            }
-        }
-    }
-    s.end()?;
+    let usage = data_envelope(body, "prompt_tokens", |s| item(s, &mut buf))?;
     let mut out = match buf {
         Rows::Float(b) => b.finish().map_err(|e| e.message().to_owned())?,
         Rows::Int(r) => r.finish(dim)?,
@@ -233,29 +206,6 @@ fn item(s: &mut Scanner<'_>, buf: &mut Rows) -> Result<(), String> {
     }
     s.set_pos(resume);
     Ok(())
-}
-
-fn usage_of(s: &mut Scanner<'_>) -> Result<Option<Usage>, String> {
-    if s.is_null() {
-        return Ok(None);
-    }
-    let mut usage = None;
-    s.eat(b'{', "'{' opening `usage`")?;
-    if !s.eat_if(b'}') {
-        loop {
-            let key = s.string()?;
-            s.eat(b':', "':'")?;
-            if &*key == b"prompt_tokens" {
-                usage = Some(Usage::tokens(s.integer(|| "`prompt_tokens`".into())?));
-            } else {
-                s.skip_value(2)?;
-            }
-            if !s.more(b'}')? {
-                break;
-            }
-        }
-    }
-    Ok(usage)
 }
 
 #[cfg(test)]

@@ -61,8 +61,8 @@ mod tokens;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use embeddings_core::{
@@ -70,7 +70,7 @@ use embeddings_core::{
     async_trait,
 };
 use embeddings_http::{
-    Auth, BodyCap, HttpClient, Url, parse_base_url, push_path, rate_limit_snapshot,
+    Auth, BodyCap, HttpClient, InfoCell, Url, parse_base_url, push_path, rate_limit_snapshot,
     redact_url_keeping, resolve_key, resolve_setting,
 };
 use serde::Deserialize;
@@ -175,9 +175,9 @@ pub struct OpenAiSection {
 /// `Debug` shows the endpoint, model and settings; never the key or the
 /// values of extra headers.
 pub struct OpenAiEmbedder {
-    info: ProviderInfo,
-    /// Set once the dimension of a model without a known one is learned.
-    learned: OnceLock<ProviderInfo>,
+    /// The configured info, and the dimension of a model without a known
+    /// one once learned from the first answer.
+    info: InfoCell,
     client: HttpClient,
     url: Url,
     /// `url` for logs and messages (no credentials, no query values).
@@ -434,8 +434,7 @@ impl OpenAiEmbedder {
             .or(preset.and_then(|(_, spec)| spec.encoding_format));
 
         Ok(OpenAiEmbedder {
-            info,
-            learned: OnceLock::new(),
+            info: InfoCell::new(info),
             client,
             url,
             url_display,
@@ -538,14 +537,14 @@ impl OpenAiEmbedder {
     ) -> Result<(Embeddings, bool)> {
         let rows = texts.len();
         let dim = self.dimension();
-        if rows > self.info.max_batch_size {
+        if rows > self.info().max_batch_size {
             return Err(Error::invalid_input(format!(
                 "{rows} inputs in one request; the limit is {} (the batch layer splits larger calls)",
-                self.info.max_batch_size
+                self.info().max_batch_size
             )));
         }
         let body = decode::encode_request(&decode::EmbeddingRequest {
-            model: &self.info.model,
+            model: &self.info().model,
             input: texts,
             encoding_format: encoding,
             dimensions: self.send_dimensions,
@@ -554,7 +553,7 @@ impl OpenAiEmbedder {
         tracing::debug!(
             target: "embeddings_openai",
             url = %self.url_display,
-            model = %self.info.model,
+            model = %self.info().model,
             inputs = rows,
             request_bytes = body.len(),
             encoding_format = %encoding,
@@ -567,22 +566,17 @@ impl OpenAiEmbedder {
         };
         let answer = self
             .client
-            .call(
+            .call_ok(
                 self.client.post_json(&self.url, body),
                 &self.url_display,
                 cap,
+                |status, headers, body, masker| {
+                    let err = parse_error_masked(status, headers, body, masker);
+                    tracing::debug!(target: "embeddings_openai", status, kind = %err.kind(), "error answer");
+                    err
+                },
             )
             .await?;
-        if !answer.is_success() {
-            let err = parse_error_masked(
-                answer.status,
-                &answer.headers,
-                &answer.body,
-                self.client.masker(),
-            );
-            tracing::debug!(target: "embeddings_openai", status = answer.status, kind = %err.kind(), "error answer");
-            return Err(err);
-        }
         tracing::trace!(
             target: "embeddings_openai",
             status = answer.status,
@@ -590,11 +584,7 @@ impl OpenAiEmbedder {
             "answer received"
         );
         let mut out = decode::decode_response(&answer.body, rows, dim)?;
-        if dim == 0 && out.dim() > 0 {
-            let mut learned = self.info.clone();
-            learned.dimension = out.dim();
-            let _ = self.learned.set(learned);
-        }
+        self.info.learn_dimension(out.dim());
         out.set_rate_limits(rate_limit_snapshot(&answer.headers));
         let floats = check && holds_float_rows(&answer.body);
         Ok((out, floats))
@@ -630,20 +620,14 @@ fn is_openai_api(url: &Url) -> bool {
 #[async_trait]
 impl Embedder for OpenAiEmbedder {
     fn info(&self) -> &ProviderInfo {
-        self.learned.get().unwrap_or(&self.info)
+        self.info.get()
     }
 
     async fn embed(&self, request: EmbedRequest<'_>) -> Result<Embeddings> {
-        self.info().check_output_type(&request)?;
-        let texts = request.inputs;
-        if texts.is_empty() {
-            return Ok(Embeddings::empty(self.dimension()));
-        }
-        self.post(texts).await.map_err(|e| {
-            let e = self.client.finish(e);
-            tracing::debug!(target: "embeddings_openai", error = %e, "embeddings request failed");
-            e
-        })
+        self.client
+            .embed(self.info(), request, |r| self.post(r.inputs))
+            .await
+            .inspect_err(|e| tracing::debug!(target: "embeddings_openai", error = %e, "embeddings request failed"))
     }
 
     /// Embeds a one-token text: proves the server, the key and the model.

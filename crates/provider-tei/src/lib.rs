@@ -47,7 +47,7 @@ pub mod testkit;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use embeddings_core::{
@@ -56,8 +56,8 @@ use embeddings_core::{
 };
 use embeddings_http::reqwest::Method;
 use embeddings_http::{
-    Auth, BodyCap, DEFAULT_CONNECT_TIMEOUT, HttpClient, Url, parse_base_url, push_path,
-    rate_limit_snapshot, redact_url, resolve_key, resolve_setting,
+    Auth, BodyCap, DEFAULT_CONNECT_TIMEOUT, HttpClient, InfoCell, Url, parse_base_url, push_path,
+    redact_url, resolve_key, resolve_setting,
 };
 use serde::{Deserialize, Serialize};
 
@@ -141,10 +141,9 @@ struct Routes {
 ///
 /// `Debug` shows the endpoint, model and settings; never the key.
 pub struct TeiEmbedder {
-    /// What the configuration says (before `/info`).
-    configured: ProviderInfo,
-    /// Once `prepare` read `/info` (and learned the dimension).
-    discovered: OnceLock<ProviderInfo>,
+    /// What the configuration says, and once `prepare` read `/info` (and
+    /// learned the dimension) what the server says.
+    info: InfoCell,
     section: TeiSection,
     /// `InputType` → `prompt_name`.
     prompts: Vec<(InputType, String)>,
@@ -163,7 +162,7 @@ impl fmt::Debug for TeiEmbedder {
             .field("model", &info.model)
             .field("dimension", &info.dimension)
             .field("max_batch_size", &info.max_batch_size)
-            .field("discovered", &self.discovered.get().is_some())
+            .field("discovered", &self.info.is_learned())
             .field("api_key", &if self.has_key { "[redacted]" } else { "none" })
             .finish_non_exhaustive()
     }
@@ -287,8 +286,7 @@ impl TeiEmbedder {
         }
         let client = builder.build().map_err(|e| e.with_provider(NAME))?;
         Ok(TeiEmbedder {
-            configured: info,
-            discovered: OnceLock::new(),
+            info: InfoCell::new(info),
             model_given: !model.is_empty(),
             section,
             prompts,
@@ -339,7 +337,7 @@ impl TeiEmbedder {
         parse_info(&a.body).map_err(|e| self.client.finish(e))
     }
 
-    async fn post(&self, request: &EmbedRequest<'_>, dim: usize) -> Result<Embeddings> {
+    async fn post(&self, request: EmbedRequest<'_>, dim: usize) -> Result<Embeddings> {
         let texts = request.inputs;
         let rows = texts.len();
         let limit = self.info().max_batch_size;
@@ -370,22 +368,19 @@ impl TeiEmbedder {
                 key: "embedding",
             }
         };
-        let a = self
-            .client
-            .call(
+        self.client
+            .call_rows(
                 self.client.post_json(&self.routes.embed, body),
                 &self.shown,
                 cap,
+                |status, headers, body, masker| {
+                    let e = parse_error(status, headers, body, masker);
+                    tracing::debug!(target: "embeddings_tei", status, kind = %e.kind(), "error answer");
+                    e
+                },
+                |body| decode_embed_response(body, rows, dim),
             )
-            .await?;
-        if !a.is_success() {
-            let e = self.status_error(&a);
-            tracing::debug!(target: "embeddings_tei", status = a.status, kind = %e.kind(), "error answer");
-            return Err(e);
-        }
-        let mut out = decode_embed_response(&a.body, rows, dim)?;
-        out.set_rate_limits(rate_limit_snapshot(&a.headers));
-        Ok(out)
+            .await
     }
 
     /// `/info` into `ProviderInfo`, and the dimension from the config or a probe.
@@ -397,7 +392,7 @@ impl TeiEmbedder {
                 self.shown, kind, server.model_id
             )));
         }
-        let mut info = self.configured.clone();
+        let mut info = self.info.configured().clone();
         if self.model_given && !server.model_id.is_empty() && info.model != server.model_id {
             return Err(config_err(format!(
                 "`model` = {:?}, but the TEI server at {} serves {:?} (TEI serves one model; \
@@ -436,7 +431,7 @@ impl TeiEmbedder {
         .max(1);
         if info.dimension == 0 {
             let probe = self
-                .post(&EmbedRequest::new(&["dimension probe"]), 0)
+                .post(EmbedRequest::new(&["dimension probe"]), 0)
                 .await?;
             info.dimension = probe.dim();
         }
@@ -450,30 +445,27 @@ impl TeiEmbedder {
 #[async_trait]
 impl Embedder for TeiEmbedder {
     fn info(&self) -> &ProviderInfo {
-        self.discovered.get().unwrap_or(&self.configured)
+        self.info.get()
     }
 
     async fn embed(&self, request: EmbedRequest<'_>) -> Result<Embeddings> {
-        self.info().check_output_type(&request)?;
         let dim = self.dimension();
-        if request.is_empty() {
-            return Ok(Embeddings::empty(dim));
-        }
-        self.post(&request, dim).await.map_err(|e| {
-            let e = self.client.finish(e);
-            tracing::debug!(target: "embeddings_tei", error = %e, "tei request failed");
-            e
-        })
+        self.client
+            .embed(self.info(), request, |r| self.post(r, dim))
+            .await
+            .inspect_err(
+                |e| tracing::debug!(target: "embeddings_tei", error = %e, "tei request failed"),
+            )
     }
 
     /// Reads `GET /info` (limits, model id) once, and learns the dimension
     /// from one probe embedding when the configuration did not give it.
     async fn prepare(&self) -> Result<()> {
-        if self.discovered.get().is_some() {
+        if self.info.is_learned() {
             return Ok(());
         }
         let info = self.discover().await.map_err(|e| self.client.finish(e))?;
-        let _ = self.discovered.set(info);
+        let _ = self.info.learn(info);
         Ok(())
     }
 

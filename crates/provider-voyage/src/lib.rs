@@ -29,19 +29,19 @@
 pub mod testkit;
 
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use embeddings_core::{
     Config, EmbedRequest, Embedder, Embeddings, Error, ErrorKind, InputType, OutputType,
-    OverLengthPolicy, ProviderInfo, Result, Usage, async_trait,
+    OverLengthPolicy, ProviderInfo, Result, async_trait,
 };
-use embeddings_http::json::{RowBuffer, Scanner, decode_base64_bytes};
+use embeddings_http::json::{RowBuffer, Scanner, data_envelope, decode_base64_bytes};
 use embeddings_http::reqwest::header::HeaderMap;
 use embeddings_http::{
-    Auth, BodyCap, DEFAULT_CONNECT_TIMEOUT, ErrorDetail, HttpClient, Masker, Url, default_kind,
-    is_context_length_text, parse_base_url, push_path, rate_limit_snapshot, redact_url,
-    resolve_key, resolve_setting, status_error,
+    Auth, BodyCap, DEFAULT_CONNECT_TIMEOUT, ErrorDetail, HttpClient, InfoCell, Masker, Url,
+    default_kind, is_context_length_text, parse_base_url, push_path, redact_url, resolve_key,
+    resolve_setting, status_error,
 };
 use serde::{Deserialize, Serialize};
 
@@ -143,8 +143,7 @@ pub struct VoyageSection {
 
 /// The Voyage embedding provider. `Debug` never shows the key.
 pub struct VoyageEmbedder {
-    info: ProviderInfo,
-    learned: OnceLock<ProviderInfo>,
+    info: InfoCell,
     client: HttpClient,
     url: Url,
     shown: String,
@@ -156,7 +155,7 @@ impl fmt::Debug for VoyageEmbedder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("VoyageEmbedder")
             .field("url", &self.shown)
-            .field("model", &self.info.model)
+            .field("model", &self.info().model)
             .field("dimension", &self.info().dimension)
             .field("truncation", &self.truncation)
             .field("api_key", &"[redacted]")
@@ -249,8 +248,7 @@ impl VoyageEmbedder {
             .build()
             .map_err(|e| e.with_provider(NAME))?;
         Ok(VoyageEmbedder {
-            info,
-            learned: OnceLock::new(),
+            info: InfoCell::new(info),
             client,
             shown: redact_url(&url),
             url,
@@ -264,12 +262,12 @@ impl VoyageEmbedder {
         &self.shown
     }
 
-    async fn post(&self, request: &EmbedRequest<'_>) -> Result<Embeddings> {
+    async fn post(&self, request: EmbedRequest<'_>) -> Result<Embeddings> {
         let rows = request.len();
-        if rows > self.info.max_batch_size {
+        if rows > self.info().max_batch_size {
             return Err(Error::invalid_input(format!(
                 "{rows} inputs in one request; the limit is {} (the batch layer splits larger calls)",
-                self.info.max_batch_size
+                self.info().max_batch_size
             )));
         }
         let input_type = wire_input_type(request.input_type).ok_or_else(|| {
@@ -284,7 +282,7 @@ impl VoyageEmbedder {
         })?;
         let body = serde_json::to_vec(&Body {
             input: request.inputs,
-            model: &self.info.model,
+            model: &self.info().model,
             input_type,
             truncation: self.truncation,
             output_dimension: self.output_dimension,
@@ -293,32 +291,24 @@ impl VoyageEmbedder {
         })
         .map_err(|e| Error::invalid_input(format!("encoding the request: {e}")))?;
         let dim = self.info().dimension;
-        tracing::debug!(target: "embeddings_voyage", url = %self.shown, model = %self.info.model,
+        tracing::debug!(target: "embeddings_voyage", url = %self.shown, model = %self.info().model,
             inputs = rows, input_type, output_dtype, "POST embeddings");
         let cap = BodyCap::Rows {
             rows,
             dim,
             key: "embedding",
         };
-        let answer = self
+        let out = self
             .client
-            .call(self.client.post_json(&self.url, body), &self.shown, cap)
+            .call_rows(
+                self.client.post_json(&self.url, body),
+                &self.shown,
+                cap,
+                parse_error_masked,
+                |body| decode_response(body, rows, dim, output),
+            )
             .await?;
-        if !answer.is_success() {
-            return Err(parse_error_masked(
-                answer.status,
-                &answer.headers,
-                &answer.body,
-                self.client.masker(),
-            ));
-        }
-        let mut out = decode_response(&answer.body, rows, dim, output)?;
-        if dim == 0 && out.dim() > 0 {
-            let mut learned = self.info.clone();
-            learned.dimension = out.dim();
-            let _ = self.learned.set(learned);
-        }
-        out.set_rate_limits(rate_limit_snapshot(&answer.headers));
+        self.info.learn_dimension(out.dim());
         Ok(out)
     }
 }
@@ -326,22 +316,16 @@ impl VoyageEmbedder {
 #[async_trait]
 impl Embedder for VoyageEmbedder {
     fn info(&self) -> &ProviderInfo {
-        self.learned.get().unwrap_or(&self.info)
+        self.info.get()
     }
 
     async fn embed(&self, request: EmbedRequest<'_>) -> Result<Embeddings> {
-        self.info().check_output_type(&request)?;
-        if request.is_empty() {
-            return Ok(Embeddings::empty_of(
-                request.output_type,
-                self.info().dimension,
-            ));
-        }
-        self.post(&request).await.map_err(|e| {
-            let e = self.client.finish(e);
-            tracing::debug!(target: "embeddings_voyage", error = %e, "embed failed");
-            e
-        })
+        self.client
+            .embed(self.info(), request, |r| self.post(r))
+            .await
+            .inspect_err(
+                |e| tracing::debug!(target: "embeddings_voyage", error = %e, "embed failed"),
+            )
     }
 
     async fn health_check(&self) -> Result<()> {
@@ -378,42 +362,18 @@ fn decode(body: &[u8], rows: usize, dim: usize, output: OutputType) -> Result<Em
     };
     let mut scratch = Vec::new();
     let mut placed = 0usize;
-    let mut usage = None;
-    let mut s = Scanner::new(body);
-    s.eat(b'{', "'{'")?;
-    if !s.eat_if(b'}') {
-        loop {
-            let key = s.string()?;
-            s.eat(b':', "':'")?;
-            match &*key {
-                b"data" => {
-                    s.eat(b'[', "'[' opening `data`")?;
-                    if !s.eat_if(b']') {
-                        loop {
-                            let (index, text) = item(&mut s)?;
-                            if float {
-                                let i = floats.claim(index)?;
-                                floats.place_base64(i, &text)?;
-                                floats.done(i);
-                            } else {
-                                place_bytes(&mut bytes, index, &text, &mut scratch)?;
-                            }
-                            placed += 1;
-                            if !s.more(b']')? {
-                                break;
-                            }
-                        }
-                    }
-                }
-                b"usage" => usage = usage_of(&mut s)?,
-                _ => s.skip_value(1)?,
-            }
-            if !s.more(b'}')? {
-                break;
-            }
+    let usage = data_envelope(body, "total_tokens", |s| {
+        let (index, text) = item(s)?;
+        if float {
+            let i = floats.claim(index)?;
+            floats.place_base64(i, &text)?;
+            floats.done(i);
+        } else {
+            place_bytes(&mut bytes, index, &text, &mut scratch)?;
         }
-    }
-    s.end()?;
+        placed += 1;
+        Ok(())
+    })?;
     let mut out = if float {
         floats.finish().map_err(|e| e.message().to_owned())?
     } else {
@@ -511,29 +471,6 @@ fn item<'a>(s: &mut Scanner<'a>) -> Result<(u64, std::borrow::Cow<'a, [u8]>), St
         (None, _) => Err("an embedding without `index`".into()),
         (_, None) => Err("an embedding without `embedding`".into()),
     }
-}
-
-fn usage_of(s: &mut Scanner<'_>) -> Result<Option<Usage>, String> {
-    if s.is_null() {
-        return Ok(None);
-    }
-    let mut usage = None;
-    s.eat(b'{', "'{' opening `usage`")?;
-    if !s.eat_if(b'}') {
-        loop {
-            let key = s.string()?;
-            s.eat(b':', "':'")?;
-            if &*key == b"total_tokens" {
-                usage = Some(Usage::tokens(s.integer(|| "`total_tokens`".into())?));
-            } else {
-                s.skip_value(2)?;
-            }
-            if !s.more(b'}')? {
-                break;
-            }
-        }
-    }
-    Ok(usage)
 }
 
 /// Maps an error answer (`{"detail": "..."}`) to a typed error: the
