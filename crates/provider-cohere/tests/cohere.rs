@@ -1,15 +1,13 @@
 //! The Cohere provider against its own dialect: rows, types on the wire,
 //! limits, every error status, the conformance suite, and no key anywhere.
 
-use std::sync::{Arc, Mutex};
-
 use embeddings_cohere::testkit::{COHERE_EMBED, CohereDialect, CohereFixture};
 use embeddings_cohere::{CohereEmbedder, MAX_TEXTS};
 use embeddings_core::{
     Config, EmbedRequest, Embedder, Embeddings, ErrorKind, InputType, OutputType,
 };
 use embeddings_testkit::conformance;
-use embeddings_testkit::{FakeServer, Fault, FaultAction, Fixture, StatusFault};
+use embeddings_testkit::{FakeServer, Fault, FaultAction, Fixture, LeakCheck, StatusFault};
 
 async fn server() -> FakeServer {
     FakeServer::builder()
@@ -226,29 +224,9 @@ async fn a_429_from_the_limits_carries_retry_after() {
     assert!(err.retry_after().is_some());
 }
 
-/// A writer collecting every log line.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn the_key_appears_nowhere_even_at_trace_level() {
-    let logs = Logs::default();
-    let sink = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || sink.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let mut check = LeakCheck::scoped();
     let s = server().await;
     let e = CohereEmbedder::from_config(&config(&s)).unwrap();
     e.embed_documents(&["x"]).await.unwrap();
@@ -256,19 +234,10 @@ async fn the_key_appears_nowhere_even_at_trace_level() {
         Fault::new(FaultAction::Status(StatusFault::new(401))).on(COHERE_EMBED),
     ]);
     let err = e.embed_documents(&["x"]).await.unwrap_err();
-    let key = CohereFixture::KEY;
-    for text in [
-        format!("{err}"),
-        format!("{err:?}"),
-        format!("{e:?}"),
-        String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned(),
-    ] {
-        assert!(!text.contains(key) && !text.contains(&key[..12]), "{text}");
-    }
-    assert!(
-        !logs.0.lock().unwrap().is_empty(),
-        "trace logging was captured"
-    );
+    check.error(&err);
+    check.debug(&e);
+    assert!(!check.logs().is_empty(), "trace logging was captured");
+    check.assert_hidden(CohereFixture::KEY, 0..12);
 }
 
 #[tokio::test]

@@ -4,44 +4,14 @@
 
 #![cfg(feature = "testkit")]
 
-use std::sync::{Arc, Mutex};
-
-use embeddings_core::Embedder;
+use embeddings_core::EmbedRequest;
 use embeddings_tei::TeiEmbedder;
 use embeddings_tei::testkit::{TeiDialect, TeiFixture};
-use embeddings_testkit::{FakeServer, Fixture};
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Capture {
-        self.clone()
-    }
-}
+use embeddings_testkit::{FakeServer, Fixture, LeakCheck};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_key_is_never_logged_displayed_or_debugged() {
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(capture.clone())
-        .with_ansi(false)
-        .finish();
-    tracing::subscriber::set_global_default(subscriber).unwrap();
-
-    let mut shown = Vec::new();
+    let mut check = LeakCheck::install();
     // A server that accepts the key, then one that refuses it.
     for d in [
         TeiDialect::new(),
@@ -49,28 +19,13 @@ async fn the_key_is_never_logged_displayed_or_debugged() {
     ] {
         let s = FakeServer::builder().dialect(d).start().await.unwrap();
         let p = TeiEmbedder::from_config(&TeiFixture.config(&s.base_url())).unwrap();
-        shown.push(format!("{p:?}"));
-        for r in [
-            p.prepare().await.map(drop),
-            p.embed_documents(&["a", "b"]).await.map(drop),
-            p.health_check().await,
-        ] {
-            if let Err(e) = r {
-                shown.push(format!("{e} {e:?}"));
-            }
-        }
+        // prepare (`/info`, the probe), an embedding, `/health`.
+        check.exercise(&p, &[EmbedRequest::new(&["a", "b"])]).await;
     }
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = check.logs();
     assert!(
         logs.contains("POST /embed") || logs.contains("/info"),
         "nothing was logged"
     );
-    let key = TeiFixture::KEY;
-    for text in shown.iter().chain([&logs]) {
-        assert!(!text.contains(key), "the key leaked into: {text}");
-        assert!(
-            !text.contains(&key[4..16]),
-            "part of the key leaked into: {text}"
-        );
-    }
+    check.assert_hidden(TeiFixture::KEY, 4..16);
 }

@@ -13,6 +13,8 @@
 //! * [`fixture`]s: how to build each provider against a fake server, so
 //!   that the conformance suite and the fault matrix run over every
 //!   provider that registers one.
+//! * [`LeakCheck`]: the no-secret-leak test every provider brings (trace
+//!   logs, errors and `Debug` searched for the key).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
@@ -32,6 +34,7 @@
 
 pub mod conformance;
 pub mod fixture;
+mod leak;
 mod server;
 
 /// Writing a dialect: the trait, what the engine hands a handler, and what
@@ -48,6 +51,7 @@ pub mod dialect {
 
 pub use crate::dialect::Dialect;
 pub use crate::fixture::{Fixture, FixtureRegistration, fixtures, fixtures_registered};
+pub use crate::leak::LeakCheck;
 pub use crate::server::{
     DEFAULT_OPENAI_MODELS, DEFAULT_REQUEST_LOG_LIMIT, FIXED_DIMENSION_OPENAI_MODELS, FakeServer,
     FakeServerBuilder, FakeServerConfig, Fault, FaultAction, Latency, OPENAI_MAX_INPUT_TOKENS,
