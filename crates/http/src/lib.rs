@@ -60,6 +60,7 @@ mod body;
 mod client;
 mod embed;
 mod env;
+mod hosted;
 pub mod json;
 mod status;
 #[cfg(feature = "testing")]
@@ -76,6 +77,7 @@ pub use crate::client::{
 };
 pub use crate::embed::InfoCell;
 pub use crate::env::{env_first, resolve_key, resolve_setting};
+pub use crate::hosted::HostedApi;
 pub use crate::status::{
     ErrorDetail, MAX_RETRY_AFTER, RedirectRefused, default_kind, header_str,
     is_context_length_text, parse_reset, parse_retry_after, rate_limit_snapshot, retry_after,

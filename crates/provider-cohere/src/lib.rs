@@ -40,10 +40,7 @@ use embeddings_core::{
     Config, EmbedRequest, Embedder, Embeddings, Error, InputType, OutputType, OverLengthPolicy,
     ProviderInfo, Result, async_trait,
 };
-use embeddings_http::{
-    Auth, BodyCap, DEFAULT_CONNECT_TIMEOUT, HttpClient, InfoCell, Url, parse_base_url, push_path,
-    redact_url, resolve_key, resolve_setting,
-};
+use embeddings_http::{BodyCap, HostedApi, HttpClient, InfoCell, Url};
 use serde::Deserialize;
 
 pub use crate::wire::{decode_response, parse_error};
@@ -147,7 +144,7 @@ impl Truncate {
 pub struct CohereSection {
     /// `truncate`; default from the batch layer's `over_length`.
     pub truncate: Option<Truncate>,
-    /// TCP/TLS connect timeout; default [`DEFAULT_CONNECT_TIMEOUT`].
+    /// TCP/TLS connect timeout; default [`embeddings_http::DEFAULT_CONNECT_TIMEOUT`].
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Option<Duration>,
     /// Deadline of the whole request; default none (the timeout layer).
@@ -184,6 +181,15 @@ impl fmt::Debug for CohereEmbedder {
 fn config_err(message: impl Into<String>) -> Error {
     Error::config(message).with_provider(NAME)
 }
+
+/// Where the service is and how its key travels.
+const API: HostedApi = HostedApi {
+    provider: NAME,
+    default_base_url: DEFAULT_BASE_URL,
+    base_url_env: &ENV_BASE_URLS,
+    key_env: &ENV_API_KEYS,
+    path: &["v2", "embed"],
+};
 
 impl CohereEmbedder {
     /// Builds from the common keys and the `[cohere]` section.
@@ -235,30 +241,17 @@ impl CohereEmbedder {
         }
         info.add_fingerprint("truncate", truncate.as_str());
 
-        let (base, from) = resolve_setting(config.base_url.as_deref(), "base_url", &ENV_BASE_URLS)
-            .unwrap_or_else(|| (DEFAULT_BASE_URL.to_owned(), "base_url"));
-        let mut url = parse_base_url(from, &base).map_err(|e| e.with_provider(NAME))?;
-        push_path(&mut url, &["v2", "embed"]);
-        if url.host_str() != Some("api.cohere.com") {
-            let mut shown = url.clone();
-            shown.set_query(None);
-            info.add_fingerprint("endpoint", redact_url(&shown));
-        }
-        let key = resolve_key(config.api_key.as_ref(), &ENV_API_KEYS).ok_or_else(|| {
-            config_err("no API key: set `api_key` in the config or COHERE_API_KEY")
-        })?;
-        let client = HttpClient::builder(NAME)
-            .user_agent(concat!("embeddings-rs/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(section.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT))
-            .request_timeout(section.request_timeout)
-            .auth(Auth::Bearer(key))
-            .build()
-            .map_err(|e| e.with_provider(NAME))?;
+        let (url, shown) = API.url(config.base_url.as_deref(), &mut info)?;
+        let client = API.client(
+            config.api_key.as_ref(),
+            section.connect_timeout,
+            section.request_timeout,
+        )?;
         Ok(CohereEmbedder {
             info: InfoCell::new(info),
             client,
-            shown: redact_url(&url),
             url,
+            shown,
             output_dimension,
             truncate,
         })

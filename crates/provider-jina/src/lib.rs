@@ -49,9 +49,8 @@ use embeddings_core::{
 };
 use embeddings_http::reqwest::header::HeaderMap;
 use embeddings_http::{
-    Auth, BodyCap, DEFAULT_CONNECT_TIMEOUT, ErrorDetail, HttpClient, InfoCell, Masker, Url,
-    default_kind, is_context_length_text, parse_base_url, push_path, redact_url, resolve_key,
-    resolve_setting, status_error,
+    BodyCap, ErrorDetail, HostedApi, HttpClient, InfoCell, Masker, Url, default_kind,
+    is_context_length_text, status_error,
 };
 use serde::{Deserialize, Serialize};
 
@@ -246,6 +245,15 @@ fn config_err(message: impl Into<String>) -> Error {
     Error::config(message).with_provider(NAME)
 }
 
+/// Where the service is and how its key travels.
+const API: HostedApi = HostedApi {
+    provider: NAME,
+    default_base_url: DEFAULT_BASE_URL,
+    base_url_env: &[ENV_BASE_URL],
+    key_env: &[ENV_API_KEY],
+    path: &["embeddings"],
+};
+
 #[derive(Serialize)]
 struct Body<'a> {
     model: &'a str,
@@ -336,30 +344,18 @@ impl JinaEmbedder {
         if late_chunking {
             info.add_fingerprint("late_chunking", true);
         }
-        let (base, from) = resolve_setting(config.base_url.as_deref(), "base_url", &[ENV_BASE_URL])
-            .unwrap_or_else(|| (DEFAULT_BASE_URL.to_owned(), "base_url"));
-        let mut url = parse_base_url(from, &base).map_err(|e| e.with_provider(NAME))?;
-        push_path(&mut url, &["embeddings"]);
-        if url.host_str() != Some("api.jina.ai") {
-            let mut shown = url.clone();
-            shown.set_query(None);
-            info.add_fingerprint("endpoint", redact_url(&shown));
-        }
-        let key = resolve_key(config.api_key.as_ref(), &[ENV_API_KEY])
-            .ok_or_else(|| config_err("no API key: set `api_key` in the config or JINA_API_KEY"))?;
-        let client = HttpClient::builder(NAME)
-            .user_agent(concat!("embeddings-rs/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(section.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT))
-            .request_timeout(section.request_timeout)
-            .auth(Auth::Bearer(key))
-            .build()
-            .map_err(|e| e.with_provider(NAME))?;
+        let (url, shown) = API.url(config.base_url.as_deref(), &mut info)?;
+        let client = API.client(
+            config.api_key.as_ref(),
+            section.connect_timeout,
+            section.request_timeout,
+        )?;
         Ok(JinaEmbedder {
             info: InfoCell::new(info),
             family,
             client,
-            shown: redact_url(&url),
             url,
+            shown,
             dimensions,
             truncate,
             late_chunking,
