@@ -189,7 +189,7 @@ async fn over_long_input_is_context_length_exceeded() {
 async fn every_error_status_is_mapped() {
     let s = server().await;
     let e = CohereEmbedder::from_config(&config(&s)).unwrap();
-    for (status, kind, retryable) in [
+    let table = [
         (400, ErrorKind::InvalidInput, false),
         (401, ErrorKind::Authentication, false),
         (402, ErrorKind::QuotaExceeded, false),
@@ -202,15 +202,8 @@ async fn every_error_status_is_mapped() {
         (500, ErrorKind::Unavailable, true),
         (503, ErrorKind::Unavailable, true),
         (504, ErrorKind::Timeout, true),
-    ] {
-        s.set_faults(vec![
-            Fault::new(FaultAction::Status(StatusFault::new(status))).on(COHERE_EMBED),
-        ]);
-        let err = e.embed_documents(&["x"]).await.unwrap_err();
-        assert_eq!(err.kind(), kind, "{status}: {err}");
-        assert_eq!(err.is_retryable(), retryable, "{status}");
-        assert_eq!(err.status(), Some(status));
-    }
+    ];
+    conformance::check_statuses(&e, &s, COHERE_EMBED, &table, Some(CohereFixture::KEY)).await;
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@
 use embeddings_core::{Config, EmbedRequest, Embedder, Embeddings, ErrorKind, InputType};
 use embeddings_gemini::testkit::{GEMINI_EMBED, GeminiDialect, GeminiFixture, VERTEX_PREDICT};
 use embeddings_gemini::{GeminiEmbedder, MAX_BATCH};
-use embeddings_testkit::{FakeServer, Fault, FaultAction, Fixture, StatusFault, conformance};
+use embeddings_testkit::{FakeServer, Fault, FaultAction, Fixture, conformance};
 
 async fn server() -> FakeServer {
     FakeServer::builder()
@@ -160,7 +160,7 @@ async fn a_wrong_count_is_an_error_never_a_shifted_result() {
 async fn every_error_status_is_mapped() {
     let s = server().await;
     let e = GeminiEmbedder::from_config(&config(&s)).unwrap();
-    for (status, kind, retryable) in [
+    let table = [
         (400, ErrorKind::InvalidInput, false),
         (401, ErrorKind::Authentication, false),
         (403, ErrorKind::PermissionDenied, false),
@@ -170,15 +170,8 @@ async fn every_error_status_is_mapped() {
         (500, ErrorKind::Unavailable, true),
         (503, ErrorKind::Unavailable, true),
         (504, ErrorKind::Timeout, true),
-    ] {
-        s.set_faults(vec![
-            Fault::new(FaultAction::Status(StatusFault::new(status))).on(GEMINI_EMBED),
-        ]);
-        let err = e.embed_documents(&["x"]).await.unwrap_err();
-        assert_eq!(err.kind(), kind, "{status}: {err}");
-        assert_eq!(err.is_retryable(), retryable, "{status}");
-        assert_eq!(err.status(), Some(status));
-    }
+    ];
+    conformance::check_statuses(&e, &s, GEMINI_EMBED, &table, Some(GeminiFixture::KEY)).await;
     s.set_faults(vec![]);
     // The service's own answers: a wrong key, an unknown model, a long input.
     let mut c = config(&s);

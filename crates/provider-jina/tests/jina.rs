@@ -8,7 +8,7 @@ use embeddings_core::{
 use embeddings_jina::testkit::{JINA_EMBEDDINGS, JinaDialect, JinaFixture};
 use embeddings_jina::{JinaEmbedder, MAX_INPUTS};
 use embeddings_testkit::conformance;
-use embeddings_testkit::{FakeServer, Fault, FaultAction, Fixture, StatusFault};
+use embeddings_testkit::{FakeServer, Fault, FaultAction, Fixture};
 use serde_json::json;
 
 async fn server() -> FakeServer {
@@ -310,7 +310,7 @@ async fn late_chunking_keeps_a_request_within_the_context() {
 async fn every_error_status_is_mapped() {
     let s = server().await;
     let e = JinaEmbedder::from_config(&config(&s)).unwrap();
-    for (status, kind, retryable) in [
+    let table = [
         (400, ErrorKind::InvalidInput, false),
         (401, ErrorKind::Authentication, false),
         (403, ErrorKind::QuotaExceeded, false),
@@ -322,18 +322,8 @@ async fn every_error_status_is_mapped() {
         (502, ErrorKind::Unavailable, true),
         (503, ErrorKind::Unavailable, true),
         (504, ErrorKind::Timeout, true),
-    ] {
-        s.set_faults(vec![
-            Fault::new(FaultAction::Status(StatusFault::new(status))).on(JINA_EMBEDDINGS),
-        ]);
-        let err = e.embed_documents(&["x"]).await.unwrap_err();
-        assert_eq!(
-            (err.kind(), err.is_retryable(), err.status()),
-            (kind, retryable, Some(status)),
-            "{status}: {err}"
-        );
-        assert!(!format!("{err:?}").contains(JinaFixture::KEY));
-    }
+    ];
+    conformance::check_statuses(&e, &s, JINA_EMBEDDINGS, &table, Some(JinaFixture::KEY)).await;
     // The dialect's own refusals: an unknown model, a wrong key.
     s.set_faults(vec![]);
     let e = JinaEmbedder::from_config(&with_model(&s, "jina-embeddings-v9", Some(64))).unwrap();

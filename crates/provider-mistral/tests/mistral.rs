@@ -8,7 +8,7 @@ use embeddings_core::{
 use embeddings_mistral::testkit::{MISTRAL_EMBEDDINGS, MistralDialect, MistralFixture};
 use embeddings_mistral::{MAX_BATCH_TOKENS, MAX_INPUTS, MistralEmbedder};
 use embeddings_testkit::conformance;
-use embeddings_testkit::{FakeServer, Fault, FaultAction, Fixture, StatusFault};
+use embeddings_testkit::{FakeServer, Fault, FaultAction, Fixture};
 use serde_json::json;
 
 async fn server() -> FakeServer {
@@ -255,7 +255,7 @@ async fn batch_and_token_limits_are_honoured() {
 async fn every_error_status_is_mapped() {
     let s = server().await;
     let e = MistralEmbedder::from_config(&config(&s)).unwrap();
-    for (status, kind, retryable) in [
+    let table = [
         (400, ErrorKind::InvalidInput, false),
         (401, ErrorKind::Authentication, false),
         (403, ErrorKind::PermissionDenied, false),
@@ -266,18 +266,15 @@ async fn every_error_status_is_mapped() {
         (502, ErrorKind::Unavailable, true),
         (503, ErrorKind::Unavailable, true),
         (504, ErrorKind::Timeout, true),
-    ] {
-        s.set_faults(vec![
-            Fault::new(FaultAction::Status(StatusFault::new(status))).on(MISTRAL_EMBEDDINGS),
-        ]);
-        let err = e.embed_documents(&["x"]).await.unwrap_err();
-        assert_eq!(
-            (err.kind(), err.is_retryable(), err.status()),
-            (kind, retryable, Some(status)),
-            "{status}: {err}"
-        );
-        assert!(!format!("{err:?}").contains(MistralFixture::KEY));
-    }
+    ];
+    conformance::check_statuses(
+        &e,
+        &s,
+        MISTRAL_EMBEDDINGS,
+        &table,
+        Some(MistralFixture::KEY),
+    )
+    .await;
     s.set_faults(vec![]);
     let e = MistralEmbedder::from_config(&with_model(&s, "mistral-embed-9", None)).unwrap();
     assert_eq!(

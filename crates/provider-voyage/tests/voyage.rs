@@ -5,7 +5,7 @@ use embeddings_core::{
     Config, EmbedRequest, Embedder, Embeddings, ErrorKind, InputType, OutputType,
 };
 use embeddings_testkit::conformance;
-use embeddings_testkit::{FakeServer, Fault, FaultAction, Fixture, StatusFault};
+use embeddings_testkit::{FakeServer, Fault, FaultAction, Fixture};
 use embeddings_voyage::testkit::{VOYAGE_EMBEDDINGS, VoyageDialect, VoyageFixture};
 use embeddings_voyage::{MAX_INPUTS, VoyageEmbedder};
 
@@ -177,7 +177,7 @@ async fn batch_and_token_limits_by_model() {
 async fn every_error_status_is_mapped() {
     let s = server().await;
     let e = VoyageEmbedder::from_config(&config(&s)).unwrap();
-    for (status, kind, retryable) in [
+    let table = [
         (400, ErrorKind::InvalidInput, false),
         (401, ErrorKind::Authentication, false),
         (403, ErrorKind::PermissionDenied, false),
@@ -187,18 +187,8 @@ async fn every_error_status_is_mapped() {
         (502, ErrorKind::Unavailable, true),
         (503, ErrorKind::Unavailable, true),
         (504, ErrorKind::Timeout, true),
-    ] {
-        s.set_faults(vec![
-            Fault::new(FaultAction::Status(StatusFault::new(status))).on(VOYAGE_EMBEDDINGS),
-        ]);
-        let err = e.embed_documents(&["x"]).await.unwrap_err();
-        assert_eq!(
-            (err.kind(), err.is_retryable()),
-            (kind, retryable),
-            "{status}: {err}"
-        );
-        assert!(!format!("{err:?}").contains(VoyageFixture::KEY));
-    }
+    ];
+    conformance::check_statuses(&e, &s, VOYAGE_EMBEDDINGS, &table, Some(VoyageFixture::KEY)).await;
 }
 
 #[tokio::test]

@@ -527,6 +527,51 @@ pub async fn check_error(embedder: &dyn Embedder, kind: ErrorKind, secret: Optio
     err
 }
 
+/// The provider's status table through the fake server: each `status`
+/// answered on `route` (a [`StatusFault`], in the dialect's error shape)
+/// makes a call of `embedder` fail with `kind`, retryable or not as the
+/// table says, with the HTTP status kept, and (with `secret`) without the
+/// key in its `Debug`. The faults are cleared at the end.
+///
+/// ```ignore
+/// conformance::check_statuses(&e, &server, MY_EMBEDDINGS, &[
+///     (401, ErrorKind::Authentication, false),
+///     (429, ErrorKind::RateLimited, true),
+/// ], Some(MyFixture::KEY)).await;
+/// ```
+pub async fn check_statuses(
+    embedder: &dyn Embedder,
+    server: &FakeServer,
+    route: crate::Route,
+    table: &[(u16, ErrorKind, bool)],
+    secret: Option<&str>,
+) {
+    for &(status, kind, retryable) in table {
+        server.set_faults(vec![
+            Fault::new(FaultAction::Status(StatusFault::new(status))).on(route),
+        ]);
+        let err = match embedder.embed_documents(&["x"]).await {
+            Ok(e) => panic!(
+                "HTTP {status}: expected a {kind} error, got {} rows",
+                e.len()
+            ),
+            Err(e) => e,
+        };
+        assert_eq!(
+            (err.kind(), err.is_retryable(), err.status()),
+            (kind, retryable, Some(status)),
+            "{status}: {err}"
+        );
+        if let Some(s) = secret {
+            assert!(
+                !format!("{err:?}").contains(s),
+                "the key leaked into: {err:?}"
+            );
+        }
+    }
+    server.set_faults(Vec::new());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
