@@ -42,6 +42,8 @@ mod key;
 mod layer;
 mod memory;
 #[cfg(feature = "redis")]
+pub mod redis_conn;
+#[cfg(feature = "redis")]
 mod redis_store;
 mod store;
 

@@ -7,10 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use embeddings_core::{Error, ErrorKind, OutputType, Result};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use tokio::sync::OnceCell;
+use redis::aio::ConnectionManager;
 
-use crate::config::redact_url;
 use crate::key::{Key, Space};
 use crate::store::{Store, StoreStats, check_put, store_error};
 
@@ -62,17 +60,14 @@ impl RedisOptions {
 /// checksum (BLAKE3 over key and row) does not match is a miss. The URL's
 /// password never appears in `Debug` or in an error.
 pub struct RedisStore {
-    client: redis::Client,
-    url: String,
-    password: Option<String>,
+    conn: crate::redis_conn::RedisConnection,
     options: RedisOptions,
-    conn: OnceCell<ConnectionManager>,
 }
 
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")
-            .field("url", &self.url)
+            .field("url", &self.conn.url())
             .field("options", &self.options)
             .finish_non_exhaustive()
     }
@@ -122,30 +117,12 @@ impl RedisStore {
     /// A store on the server at `url` (`redis://[user:password@]host:port/db`,
     /// `rediss://` with the `tls` feature). Does not connect yet.
     pub fn new(url: &str, options: RedisOptions) -> Result<RedisStore> {
-        let redacted = redact_url(url);
-        let password = redis::parse_redis_url(url).and_then(|u| u.password().map(str::to_owned));
-        let client = redis::Client::open(url).map_err(|e| {
-            let mut msg = e.to_string();
-            if let Some(p) = password.as_deref().filter(|p| !p.is_empty()) {
-                msg = msg.replace(p, "***");
-            }
-            Error::config(format!("`cache.url` = {redacted:?}: {msg}"))
-        })?;
-        Ok(RedisStore {
-            client,
-            url: redacted,
-            password,
-            options,
-            conn: OnceCell::new(),
-        })
+        let conn = crate::redis_conn::RedisConnection::new(url, "cache.url", options.timeout)?;
+        Ok(RedisStore { conn, options })
     }
 
     fn err(&self, e: impl fmt::Display) -> Error {
-        let mut msg = e.to_string();
-        if let Some(p) = self.password.as_deref().filter(|p| !p.is_empty()) {
-            msg = msg.replace(p, "***");
-        }
-        store_error("redis", format!("{}: {msg}", self.url))
+        store_error("redis", self.conn.describe(e))
     }
 
     fn redis_key(&self, key: &Key) -> String {
@@ -154,18 +131,9 @@ impl RedisStore {
 
     async fn conn(&self) -> Result<ConnectionManager> {
         self.conn
-            .get_or_try_init(|| async {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(self.options.timeout))
-                    .set_response_timeout(Some(self.options.timeout))
-                    .set_number_of_retries(1)
-                    .set_min_delay(Duration::from_millis(10))
-                    .set_max_delay(Duration::from_millis(200));
-                ConnectionManager::new_with_config(self.client.clone(), config).await
-            })
+            .manager()
             .await
-            .cloned()
-            .map_err(|e| self.err(e))
+            .map_err(|m| store_error("redis", m))
     }
 
     /// Every key of this namespace, in batches of `SCAN` (for stats and clear).

@@ -35,6 +35,10 @@ pub(crate) enum Command {
     Similarity(SimilarityArgs),
     /// The configured cache store: stats, compact or clear.
     Cache(crate::cache::CacheArgs),
+    /// Joins the parts of a --shard or --queue job (DIR/manifest.json) into one output.
+    Merge(crate::merge::MergeArgs),
+    /// A --queue job on Redis: status.
+    Queue(crate::parts::QueueArgs),
 }
 
 /// `embed similarity A B...`
@@ -136,6 +140,9 @@ pub(crate) struct EmbedArgs {
     /// The end-of-job summary on stderr: text for people, json for machines
     #[arg(long, value_enum, default_value_t = StatsFormat::Text)]
     pub(crate) stats: StatsFormat,
+    /// A job split into parts: --shard, or --queue and its options.
+    #[command(flatten)]
+    pub(crate) dist: crate::parts::DistArgs,
 }
 
 impl EmbedArgs {

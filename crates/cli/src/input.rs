@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 use crate::args::InputFormat;
 
 /// Where texts come from.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Source {
     /// Command-line arguments.
     Args(Vec<String>),

@@ -250,8 +250,14 @@ pub(crate) async fn run(
     args: &EmbedArgs,
     sources: Vec<Source>,
     job: JobIdentity,
+    range: Option<std::ops::Range<u64>>,
 ) -> Result<Summary> {
     let started = Instant::now();
+    if range.is_some() && args.resume {
+        return Err(Error::invalid_input(
+            "--resume continues one output file; a part of --shard or --queue is redone whole",
+        ));
+    }
     let format = args.output_format();
     let target = Dest::resolve(args.output.as_deref())?;
     // The regular file written (a symlink's target), if any.
@@ -335,7 +341,11 @@ pub(crate) async fn run(
             id: args.id_field.clone(),
         },
     );
-    let total = if args.quiet { None } else { total_items(args) };
+    let total = match &range {
+        _ if args.quiet => None,
+        Some(r) => Some(r.end - r.start),
+        None => total_items(args),
+    };
     let shared = Arc::new(Mutex::new(Shared::default()));
     let mut tokens = 0u64;
     let mut skipped_before = Vec::new();
@@ -355,11 +365,29 @@ pub(crate) async fn run(
         skipped_before.clone_from(&ck.skipped_inputs);
         skipped_count_before = ck.skipped;
     }
+    // A part: the inputs before its first are read and left out (their
+    // indices still count, so rows keep their place in the whole input).
+    let end = range.as_ref().map_or(u64::MAX, |r| r.end);
+    if let Some(r) = &range {
+        for _ in 0..r.start {
+            match reader.next_item() {
+                Some(Err(e)) if reader.is_fatal() => return Err(e),
+                Some(_) => {}
+                None => break,
+            }
+        }
+        let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
+        s.read = r.start;
+        s.read_pos = reader.position();
+    }
 
     // The text stream: reads lazily as the library asks for more.
     let feed = Arc::clone(&shared);
     let texts = futures::stream::iter(std::iter::from_fn(move || {
         loop {
+            if feed.lock().unwrap_or_else(|p| p.into_inner()).read >= end {
+                return None;
+            }
             let start = reader.position();
             let item = reader.next_item()?;
             let mut s = feed.lock().unwrap_or_else(|p| p.into_inner());

@@ -5,6 +5,8 @@
 //! embed providers                one line per registered provider
 //! embed health                   check the configured provider; exit 0 when healthy
 //! embed cache stats|compact|clear the configured cache store
+//! embed merge DIR -o FILE        join the parts of a --shard / --queue job
+//! embed queue status --job NAME  where a --queue job stands
 //! ```
 //!
 //! Vectors go to stdout (or `--output`) and nothing else does; any failure
@@ -14,7 +16,9 @@ mod args;
 mod cache;
 mod input;
 mod job;
+mod merge;
 mod output;
+mod parts;
 mod progress;
 mod resume;
 mod retries;
@@ -123,6 +127,8 @@ async fn run(cli: Cli) -> Result<()> {
         Some(Command::Cache(args)) => {
             cache::run(&load_config(args.action.common())?, &args.action).await
         }
+        Some(Command::Merge(args)) => merge::run(&args),
+        Some(Command::Queue(args)) => parts::queue_command(&args).await,
         None => embed(&cli.common, &cli.embed).await,
     }
 }
@@ -345,7 +351,11 @@ async fn embed(common: &CommonArgs, args: &EmbedArgs) -> Result<()> {
     // What must match for --resume to continue a job rather than mix two.
     let job_id = JobIdentity::new(embedder.info(), &config, args, &sources);
     let cache_before = embeddings::cache::global_stats();
-    let mut summary = job::run(embedder, counting, &config, args, sources, job_id).await?;
+    let mut summary = if args.dist.active() {
+        parts::run(embedder, counting, &config, args, sources, job_id).await?
+    } else {
+        job::run(embedder, counting, &config, args, sources, job_id, None).await?
+    };
     summary.cache = cache::counts_since(&config, cache_before);
     if !args.quiet {
         summary.print(args.stats);

@@ -693,7 +693,7 @@ fn npy_descr(output: OutputType) -> &'static str {
 
 /// The 128-byte `.npy` v1.0 header for a (rows, dim) array of the output
 /// type's elements (float32, int8 or uint8; packed bits: bytes).
-fn npy_header(rows: u64, dim: usize, output: OutputType) -> [u8; NPY_HEADER_LEN] {
+pub(crate) fn npy_header(rows: u64, dim: usize, output: OutputType) -> [u8; NPY_HEADER_LEN] {
     let mut h = [b' '; NPY_HEADER_LEN];
     h[..6].copy_from_slice(b"\x93NUMPY");
     h[6] = 1;

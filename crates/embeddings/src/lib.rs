@@ -23,6 +23,10 @@ pub mod layers;
 /// `[cache]` layer registration exists.
 #[cfg(feature = "cache")]
 pub use embeddings_cache as cache;
+/// Many workers on one job (DESIGN §10): the corpus queue on a Redis
+/// Stream. Always present; without the `redis` feature its constructors
+/// return an error naming the feature.
+pub use embeddings_distributed as distributed;
 
 use std::sync::Arc;
 
