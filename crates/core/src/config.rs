@@ -198,8 +198,9 @@ impl Default for RetryConfig {
     }
 }
 
-/// The rate-limit layer: requests and tokens per minute, shared by clones.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// The rate-limit layer: requests and tokens per minute, shared by clones,
+/// and optionally by every process that names the same Redis server and key.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RateLimitConfig {
     /// Requests per minute (none = unlimited).
@@ -209,6 +210,17 @@ pub struct RateLimitConfig {
     /// Slow down when the server's `x-ratelimit-remaining-*` headers say the
     /// budget is nearly spent.
     pub adaptive: bool,
+    /// A Redis server (`redis://[user:password@]host:port/db`) holding the
+    /// budget for every process with the same `key` (needs the facade's
+    /// `redis` feature). None: the budget is this process's.
+    pub shared: Option<String>,
+    /// The shared budget's name: processes with the same key draw from one
+    /// budget (none: `default`).
+    pub key: Option<String>,
+    /// When the shared budget's server cannot be reached: `true` (the
+    /// default) falls back to this process's own limiter and warns once;
+    /// `false` fails the request with a typed error.
+    pub fail_open: bool,
 }
 
 impl Default for RateLimitConfig {
@@ -217,7 +229,31 @@ impl Default for RateLimitConfig {
             requests_per_minute: None,
             tokens_per_minute: None,
             adaptive: true,
+            shared: None,
+            key: None,
+            fail_open: true,
         }
+    }
+}
+
+/// The shared server's URL without its password.
+impl std::fmt::Debug for RateLimitConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shared = self
+            .shared
+            .as_deref()
+            .map(|u| match (u.find("://"), u.rfind('@')) {
+                (Some(s), Some(at)) if at > s => format!("{}://***@{}", &u[..s], &u[at + 1..]),
+                _ => u.to_owned(),
+            });
+        f.debug_struct("RateLimitConfig")
+            .field("requests_per_minute", &self.requests_per_minute)
+            .field("tokens_per_minute", &self.tokens_per_minute)
+            .field("adaptive", &self.adaptive)
+            .field("shared", &shared)
+            .field("key", &self.key)
+            .field("fail_open", &self.fail_open)
+            .finish()
     }
 }
 
@@ -502,6 +538,17 @@ impl Config {
             }
         }
         range("dimensions", self.dimensions, MAX_DIMENSIONS)?;
+        let rl = &self.rate_limit;
+        if rl.shared.is_some() && rl.requests_per_minute.is_none() && rl.tokens_per_minute.is_none()
+        {
+            return Err(Error::config(
+                "`rate_limit.shared` is set, but there is no budget to share: set \
+                 `rate_limit.requests_per_minute` and/or `rate_limit.tokens_per_minute`",
+            ));
+        }
+        if rl.key.as_deref().is_some_and(|k| k.trim().is_empty()) {
+            return Err(Error::config("`rate_limit.key` = \"\": must not be empty"));
+        }
         if let Some(u) = &self.base_url {
             if u.trim().is_empty() {
                 return Err(Error::config("`base_url` = \"\": must not be empty"));

@@ -10,6 +10,11 @@
 //! died — is reclaimed with `XAUTOCLAIM`), keep their claim alive while they
 //! work, and acknowledge a chunk once its part is written.
 //!
+//! [`SharedLimiter`]: requests/min and tokens/min for every process of
+//! every machine that names the same Redis server and key, as a
+//! token-weighted GCRA in one Lua script (the facade's rate-limit layer uses
+//! it when `[rate_limit] shared` is set).
+//!
 //! The Redis pieces are behind this crate's `redis` feature (the facade's
 //! `redis` feature). Without it the same API exists and
 //! [`CorpusQueue::new`] returns a configuration error naming the missing
@@ -82,14 +87,18 @@ impl QueueStatus {
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 
 #[cfg(feature = "redis")]
+mod limiter;
+#[cfg(feature = "redis")]
 mod queue;
+#[cfg(feature = "redis")]
+pub use limiter::SharedLimiter;
 #[cfg(feature = "redis")]
 pub use queue::CorpusQueue;
 
 #[cfg(not(feature = "redis"))]
 mod stub;
 #[cfg(not(feature = "redis"))]
-pub use stub::CorpusQueue;
+pub use stub::{CorpusQueue, SharedLimiter};
 
 /// The error of every Redis-backed constructor in a build without Redis.
 pub fn missing_feature(what: &str) -> Error {

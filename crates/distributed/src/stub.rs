@@ -44,3 +44,32 @@ impl CorpusQueue {
         match self.never {}
     }
 }
+
+/// The shared rate limit (this build lacks Redis: [`SharedLimiter::new`] fails).
+#[derive(Debug)]
+pub struct SharedLimiter {
+    never: Infallible,
+}
+
+impl SharedLimiter {
+    /// How far ahead of the paced schedule a request may start.
+    pub const BURST: Duration = Duration::from_millis(100);
+
+    /// Always an error naming the missing `redis` feature.
+    pub fn new(
+        _url: &str,
+        _key: &str,
+        _requests_per_minute: Option<u32>,
+        _tokens_per_minute: Option<u32>,
+    ) -> Result<SharedLimiter> {
+        Err(missing_feature("`rate_limit.shared`"))
+    }
+    /// Never called (no limiter exists).
+    pub async fn acquire(&self, _requests: u32, _tokens: u64) -> Result<()> {
+        match self.never {}
+    }
+    /// Never called (no limiter exists).
+    pub async fn hold(&self, _d: Duration) -> Result<()> {
+        match self.never {}
+    }
+}

@@ -158,7 +158,7 @@ embeddings_core::register_layer! {
         let rl = &config.rate_limit;
         let fixed = rl.requests_per_minute.is_some() || rl.tokens_per_minute.is_some();
         Ok(if fixed || (rl.adaptive && !e.info().in_process) {
-            Arc::new(RateLimitLayer::new(e, rl.clone()))
+            Arc::new(RateLimitLayer::try_new(e, rl.clone())?)
         } else {
             e
         })

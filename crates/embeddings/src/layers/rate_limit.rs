@@ -4,13 +4,14 @@
 use std::fmt;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use embeddings_core::{
-    EmbedRequest, Embedder, Embeddings, ErrorKind, RateLimitConfig, RateLimitSnapshot, Result,
-    Wrapper, async_trait, estimate_tokens,
+    EmbedRequest, Embedder, Embeddings, Error, ErrorKind, RateLimitConfig, RateLimitSnapshot,
+    Result, Wrapper, async_trait, estimate_tokens,
 };
+use embeddings_distributed::SharedLimiter;
 use governor::clock::Clock;
 use governor::middleware::NoOpMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
@@ -41,6 +42,37 @@ struct State {
     adaptive: bool,
     /// No request starts before this (nanoseconds on `clock`; 0: none).
     hold_until: AtomicU64,
+    /// The budget every process with the same Redis server and key shares.
+    shared: Option<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    limiter: SharedLimiter,
+    fail_open: bool,
+    /// Whether the fall-back to the local limiter was reported.
+    warned: AtomicBool,
+}
+
+impl Shared {
+    /// What an unreachable shared budget means: `Ok(false)` (use the local
+    /// limiter, warned once) when failing open, else the error.
+    fn fallback(&self, e: Error) -> Result<bool> {
+        if !self.fail_open {
+            let msg = format!(
+                "{} (rate_limit.fail_open = false: no request is sent without the shared budget)",
+                e.message()
+            );
+            return Err(e.with_message(msg));
+        }
+        if !self.warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                error = %e,
+                "the shared rate limit is unreachable: this process falls back to its own limiter"
+            );
+        }
+        Ok(false)
+    }
 }
 
 impl fmt::Debug for State {
@@ -50,6 +82,7 @@ impl fmt::Debug for State {
             .field("tokens", &self.tokens.as_ref().map(|t| t.1))
             .field("adaptive", &self.adaptive)
             .field("hold_until_ns", &self.hold_until.load(Ordering::Relaxed))
+            .field("shared", &self.shared)
             .finish()
     }
 }
@@ -72,6 +105,14 @@ impl fmt::Debug for State {
 /// [`ErrorKind::RateLimited`] error with a `retry_after` holds every request
 /// for that long. All waits are `tokio::time` sleeps.
 ///
+/// With `shared` set ([`RateLimitLayer::try_new`]), the budgets live in
+/// Redis ([`SharedLimiter`]: a token-weighted GCRA in one Lua script), so
+/// every process of every machine with the same server and `key` draws from
+/// one budget; the adaptive pauses are written there too, for all of them.
+/// When Redis cannot be reached, `fail_open` (the default) falls back to
+/// this process's own limiter with one warning; otherwise the request fails
+/// with a [`ErrorKind::Connection`] error.
+///
 /// `health_check` is not limited.
 #[derive(Debug, Clone)]
 pub struct RateLimitLayer {
@@ -80,7 +121,8 @@ pub struct RateLimitLayer {
 }
 
 impl RateLimitLayer {
-    /// Wraps `inner`.
+    /// Wraps `inner`, with the budgets of this process (`config.shared` is
+    /// not used here: see [`try_new`](Self::try_new)).
     pub fn new(inner: Arc<dyn Embedder>, config: RateLimitConfig) -> Self {
         let clock = TokioClock {
             start: tokio::time::Instant::now(),
@@ -102,8 +144,33 @@ impl RateLimitLayer {
                 tokens,
                 adaptive: config.adaptive,
                 hold_until: AtomicU64::new(0),
+                shared: None,
             }),
         }
+    }
+
+    /// Wraps `inner`; with `config.shared`, the budgets are those of the
+    /// Redis server and key it names. An error for a bad URL, or a build
+    /// without the `redis` feature.
+    pub fn try_new(inner: Arc<dyn Embedder>, config: RateLimitConfig) -> Result<Self> {
+        let shared = match &config.shared {
+            Some(url) => Some(Shared {
+                limiter: SharedLimiter::new(
+                    url,
+                    config.key.as_deref().unwrap_or("default"),
+                    config.requests_per_minute,
+                    config.tokens_per_minute,
+                )?,
+                fail_open: config.fail_open,
+                warned: AtomicBool::new(false),
+            }),
+            None => None,
+        };
+        let mut layer = Self::new(inner, config);
+        if let Some(state) = Arc::get_mut(&mut layer.state) {
+            state.shared = shared;
+        }
+        Ok(layer)
     }
 
     /// How long new requests are held by the adaptive pause from now.
@@ -125,7 +192,7 @@ impl RateLimitLayer {
     }
 
     /// Waits until a request of `tokens` tokens may start.
-    async fn acquire(&self, tokens: usize) {
+    async fn acquire(&self, tokens: usize) -> Result<()> {
         let s = &*self.state;
         loop {
             let held = self.held_for();
@@ -134,16 +201,39 @@ impl RateLimitLayer {
             }
             tokio::time::sleep(held).await;
         }
+        if let Some(sh) = &s.shared {
+            match sh.limiter.acquire(1, tokens as u64).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    sh.fallback(e)?;
+                }
+            }
+        }
         if let Some(limiter) = &s.requests {
             while let Err(not_until) = limiter.check() {
                 tokio::time::sleep(not_until.wait_time_from(s.clock.now())).await;
             }
         }
-        self.acquire_tokens(tokens).await;
+        self.acquire_local_tokens(tokens).await;
+        Ok(())
     }
 
-    /// Waits until `tokens` tokens of the budget are free, and takes them.
+    /// Waits until `tokens` more tokens of the budget are free, and takes
+    /// them (the shared budget's, else this process's).
     async fn acquire_tokens(&self, tokens: usize) {
+        if let Some(sh) = &self.state.shared {
+            match sh.limiter.acquire(0, tokens as u64).await {
+                Ok(()) => return,
+                // The request is answered already: its rest is charged locally.
+                Err(e) => {
+                    let _ = sh.fallback(e);
+                }
+            }
+        }
+        self.acquire_local_tokens(tokens).await;
+    }
+
+    async fn acquire_local_tokens(&self, tokens: usize) {
         let s = &*self.state;
         if let Some((limiter, capacity)) = &s.tokens {
             let want = u32::try_from(tokens).unwrap_or(u32::MAX);
@@ -158,8 +248,9 @@ impl RateLimitLayer {
         }
     }
 
-    /// Reads what the server said about the budget.
-    fn observe<T>(
+    /// Reads what the server said about the budget: the pause it asks
+    /// for (also written to the shared budget, for every process).
+    async fn observe<T>(
         &self,
         result: &Result<T>,
         snapshot: Option<&RateLimitSnapshot>,
@@ -168,6 +259,24 @@ impl RateLimitLayer {
         if !self.state.adaptive {
             return;
         }
+        let before = self.held_for();
+        self.observe_local(result, snapshot, tokens);
+        let held = self.held_for();
+        if let Some(sh) = &self.state.shared {
+            if held > before {
+                if let Err(e) = sh.limiter.hold(held).await {
+                    let _ = sh.fallback(e);
+                }
+            }
+        }
+    }
+
+    fn observe_local<T>(
+        &self,
+        result: &Result<T>,
+        snapshot: Option<&RateLimitSnapshot>,
+        tokens: impl FnOnce() -> usize,
+    ) {
         match result {
             Err(e) if e.kind() == ErrorKind::RateLimited => {
                 if let Some(wait) = e.retry_after() {
@@ -236,7 +345,7 @@ impl Wrapper for RateLimitLayer {
             Some(c) => c.iter().sum::<usize>(),
             None => inputs.iter().map(|t| estimate_tokens(t)).sum(),
         });
-        self.acquire(reserved.unwrap_or(0)).await;
+        self.acquire(reserved.unwrap_or(0)).await?;
         let r = self.inner.embed(request).await;
         let snapshot = r.as_ref().ok().and_then(Embeddings::rate_limits);
         // The tokens spent: what the server reported, else the carried
@@ -262,7 +371,8 @@ impl Wrapper for RateLimitLayer {
                 self.acquire_tokens(n - reserved).await;
             }
         }
-        self.observe(&r, snapshot, || settled.unwrap_or_else(spent));
+        self.observe(&r, snapshot, || settled.unwrap_or_else(spent))
+            .await;
         r
     }
 }
