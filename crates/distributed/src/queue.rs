@@ -23,6 +23,19 @@ use crate::{Chunk, JobSpec, QueueStatus, TIMEOUT};
 
 const GROUP: &str = "workers";
 
+/// What the join script answers: created?, then the job's input, settings,
+/// format, total and chunk.
+type JoinReply = (
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+/// `HGET chunks`, `HGET total`, `SCARD done`, `HGETALL failed`.
+type StatusReply = (Option<u64>, Option<u64>, u64, Vec<(u64, String)>);
+
 /// Enqueues a job once: when `meta` exists, returns what it holds; else
 /// writes it, creates the stream and its group and adds every chunk, all
 /// in one script (so two first workers cannot both enqueue).
@@ -104,14 +117,7 @@ impl CorpusQueue {
     pub async fn join(&self, spec: &JobSpec) -> Result<bool> {
         let mut con = self.con().await?;
         let script = redis::Script::new(JOIN);
-        let (created, input, settings, format, total, chunk): (
-            i64,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-        ) = script
+        let (created, input, settings, format, total, chunk): JoinReply = script
             .key(&self.meta)
             .key(&self.stream)
             .arg(&spec.input)
@@ -268,21 +274,20 @@ impl CorpusQueue {
     /// Where the job stands; an error when no such job was enqueued.
     pub async fn status(&self) -> Result<QueueStatus> {
         let mut con = self.con().await?;
-        let (chunks, total, done, failed): (Option<u64>, Option<u64>, u64, Vec<(u64, String)>) =
-            redis::pipe()
-                .cmd("HGET")
-                .arg(&self.meta)
-                .arg("chunks")
-                .cmd("HGET")
-                .arg(&self.meta)
-                .arg("total")
-                .cmd("SCARD")
-                .arg(&self.done)
-                .cmd("HGETALL")
-                .arg(&self.failed)
-                .query_async(&mut con)
-                .await
-                .map_err(|e| self.err(e))?;
+        let (chunks, total, done, failed): StatusReply = redis::pipe()
+            .cmd("HGET")
+            .arg(&self.meta)
+            .arg("chunks")
+            .cmd("HGET")
+            .arg(&self.meta)
+            .arg("total")
+            .cmd("SCARD")
+            .arg(&self.done)
+            .cmd("HGETALL")
+            .arg(&self.failed)
+            .query_async(&mut con)
+            .await
+            .map_err(|e| self.err(e))?;
         let Some(chunks) = chunks else {
             return Err(Error::invalid_input(format!(
                 "no job {:?} on {}: its first worker enqueues it",
