@@ -251,7 +251,11 @@ fn fingerprints(
                     input.update(t.as_bytes());
                 }
             }
-            Source::Stdin { .. } => unreachable!("refused before"),
+            Source::Stdin { .. } => {
+                return Err(Error::invalid_input(
+                    "--shard and --queue need input files, not stdin",
+                ));
+            }
         }
         input.update(b"\n--\n");
     }
@@ -375,7 +379,7 @@ pub(crate) async fn run(
     let split = match (&args.dist.shard, &args.dist.job) {
         (Some(s), _) => format!("shard of {}", parse_shard(s)?.1),
         (None, Some(name)) => format!("queue job {name}, chunks of {}", args.dist.chunk),
-        (None, None) => unreachable!("active"),
+        (None, None) => return Err(Error::invalid_input("--queue needs --job NAME")),
     };
     let plan = Plan {
         head: Manifest {
@@ -447,7 +451,7 @@ pub(crate) async fn run(
         add(run_part(shard_range(i, n, total)).await?);
     } else {
         let (Some(url), Some(name)) = (&args.dist.queue, &args.dist.job) else {
-            unreachable!("clap requires both");
+            return Err(Error::invalid_input("--queue needs --job NAME"));
         };
         if args.dist.chunk == 0 {
             return Err(Error::config(
@@ -489,6 +493,15 @@ pub(crate) async fn run(
             let r = run_part(chunk.first..chunk.end).await;
             keeper.abort();
             match r {
+                // A worker that was thought dead is still writing this part:
+                // it is its chunk; leave it (unacknowledged) and go on.
+                Err(e) if e.message().contains("another embed job is writing") => {
+                    eprintln!(
+                        "embed: the chunk at input {} is still being written by another worker; \
+                         leaving it",
+                        chunk.first
+                    );
+                }
                 Ok(s) => {
                     queue.complete(&chunk).await?;
                     add(s);
