@@ -392,6 +392,22 @@ fn a_worker_killed_twice_loses_and_repeats_no_input() {
     let mut others: Vec<Child> = (0..3).map(|_| spawn()).collect();
     let mut victim = spawn();
     let mut rng = Rng(0x5eed_1234_abcd_0042);
+    // The kill moments count from when the job is enqueued (the workers
+    // first read and fingerprint the input).
+    let url_ = redis.url();
+    let enqueued = || {
+        run(&["queue", "status", "--queue", &url_, "--job", "big"], d)
+            .status
+            .success()
+    };
+    let wait_from = Instant::now();
+    while !enqueued() {
+        assert!(
+            wait_from.elapsed() < Duration::from_secs(60),
+            "never enqueued"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     for kill in 0..2 {
         std::thread::sleep(Duration::from_millis(300 + rng.below(1200)));
         assert!(
