@@ -320,3 +320,22 @@ fn a_config_with_a_shared_budget_and_no_limit_is_refused() {
     .unwrap();
     assert!(!format!("{c:?}").contains("hunter2"));
 }
+
+#[tokio::test]
+async fn a_pause_one_process_learns_holds_every_process() {
+    let Some(redis) = Redis::start() else { return };
+    let a = SharedLimiter::new(&redis.url(), "hold", None, Some(600_000)).unwrap();
+    let b = SharedLimiter::new(&redis.url(), "hold", None, Some(600_000)).unwrap();
+    b.acquire(1, 1).await.unwrap();
+    // What a's server said (x-ratelimit-remaining-tokens low, or a 429's
+    // retry-after): hold for 3 s.
+    a.hold(Duration::from_secs(3)).await.unwrap();
+    let waited = tokio::time::timeout(Duration::from_millis(300), b.acquire(1, 1)).await;
+    assert!(waited.is_err(), "b went on during a's pause");
+    // Another key is not held.
+    let c = SharedLimiter::new(&redis.url(), "other", None, Some(600_000)).unwrap();
+    tokio::time::timeout(Duration::from_secs(2), c.acquire(1, 1))
+        .await
+        .expect("another key's budget is its own")
+        .unwrap();
+}
