@@ -52,9 +52,21 @@ struct Shared {
     fail_open: bool,
     /// Whether the fall-back to the local limiter was reported.
     warned: AtomicBool,
+    /// After a failure, Redis is not asked again before this (so that an
+    /// unreachable server does not cost every request a connection timeout).
+    retry_at: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
+/// How long an unreachable shared budget is left alone before it is asked again.
+const SHARED_RETRY: Duration = Duration::from_secs(5);
+
 impl Shared {
+    /// Whether to ask Redis (no failure in the last `SHARED_RETRY`).
+    fn available(&self) -> bool {
+        let at = *self.retry_at.lock().unwrap_or_else(|p| p.into_inner());
+        at.is_none_or(|t| std::time::Instant::now() >= t)
+    }
+
     /// What an unreachable shared budget means: `Ok(false)` (use the local
     /// limiter, warned once) when failing open, else the error.
     fn fallback(&self, e: Error) -> Result<bool> {
@@ -65,6 +77,10 @@ impl Shared {
             );
             return Err(e.with_message(msg));
         }
+        // Failing open: the local limiter for a while (failing closed asks
+        // Redis every time, so that it works again as soon as Redis does).
+        *self.retry_at.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(std::time::Instant::now() + SHARED_RETRY);
         if !self.warned.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 error = %e,
@@ -163,6 +179,7 @@ impl RateLimitLayer {
                 )?,
                 fail_open: config.fail_open,
                 warned: AtomicBool::new(false),
+                retry_at: std::sync::Mutex::new(None),
             }),
             None => None,
         };
@@ -201,7 +218,7 @@ impl RateLimitLayer {
             }
             tokio::time::sleep(held).await;
         }
-        if let Some(sh) = &s.shared {
+        if let Some(sh) = s.shared.as_ref().filter(|sh| sh.available()) {
             match sh.limiter.acquire(1, tokens as u64).await {
                 Ok(()) => return Ok(()),
                 Err(e) => {
@@ -221,7 +238,7 @@ impl RateLimitLayer {
     /// Waits until `tokens` more tokens of the budget are free, and takes
     /// them (the shared budget's, else this process's).
     async fn acquire_tokens(&self, tokens: usize) {
-        if let Some(sh) = &self.state.shared {
+        if let Some(sh) = self.state.shared.as_ref().filter(|sh| sh.available()) {
             match sh.limiter.acquire(0, tokens as u64).await {
                 Ok(()) => return,
                 // The request is answered already: its rest is charged locally.
