@@ -47,6 +47,11 @@ commands:
                  allocates more, one missing from either side, or a toolchain mismatch
   bench-save     count them and rewrite crates/bench/baselines/icount.json (each
                  scenario twice: refuses to save counts that are not reproducible)
+  distill        rebuild the embedded static model (crates/provider-static/model)
+                 from all-MiniLM-L6-v2 (--teacher DIR, else $EMBEDDINGS_LOCAL_TEST_MODEL)
+                 and print its quality; `distill --check` compares instead of
+                 writing (same inputs, same bytes). Runs `cargo fetch` first: the
+                 corpus is read from the locked crates' sources.
 
 options:
   --threshold PCT              the regression threshold in percent (default 5)
@@ -150,7 +155,45 @@ fn parse(args: Vec<String>) -> Result<Option<Options>> {
     Ok(Some(o))
 }
 
+/// `cargo xtask distill [ARGS]`: `cargo fetch` (the corpus is the locked
+/// crates' docs), then the distill binary in release mode.
+fn distill(args: &[String]) -> ExitCode {
+    let root = workspace_root();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let run = |args: &[&str]| {
+        std::process::Command::new(&cargo)
+            .args(args)
+            .current_dir(&root)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    if !run(&["fetch", "--locked"]) {
+        eprintln!("xtask: cargo fetch failed");
+        return ExitCode::from(2);
+    }
+    let mut a = vec![
+        "run",
+        "--release",
+        "--locked",
+        "-p",
+        "embeddings-distill",
+        "--",
+        "build",
+    ];
+    a.extend(args.iter().map(String::as_str));
+    if run(&a) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "distill") {
+        return distill(&args[1..]);
+    }
     let o = match parse(std::env::args().skip(1).collect()) {
         Ok(Some(o)) => o,
         Ok(None) => {

@@ -241,6 +241,15 @@ pub fn all() -> Vec<Scenario> {
         cache_hits(1, 1536)
     }));
 
+    // Issue 14: the embedded static model through the default stack: one
+    // query (tokenize, pool 256 int8 columns, normalise), and 32 short texts.
+    v.push(Scenario::new("static/query/embedded", 2_000, || {
+        static_model(1)
+    }));
+    v.push(Scenario::new("static/documents/embedded/32", 100, || {
+        static_model(32)
+    }));
+
     // Issue 12: what the layers spend planning and accounting a 20k-text
     // job for OpenAI (cl100k token bounds, 2048 inputs and 300k tokens per
     // request), over a provider that answers instantly: the batch layer
@@ -255,6 +264,30 @@ pub fn all() -> Vec<Scenario> {
     }
 
     v
+}
+
+fn static_model(batch: usize) -> Run {
+    let rt = fixtures::runtime();
+    let e = embeddings::EmbedderBuilder::new("static")
+        .build()
+        .expect("the embedded static model");
+    let texts: &'static [String] = Box::leak(fixtures::texts(batch).into_boxed_slice());
+    let refs = fixtures::refs(texts);
+    Box::new(move |n| {
+        rt.block_on(async {
+            for _ in 0..n {
+                if batch == 1 {
+                    black_box(e.embed_query(black_box(QUERY)).await.expect("static query"));
+                } else {
+                    black_box(
+                        e.embed_documents(black_box(&refs))
+                            .await
+                            .expect("static documents"),
+                    );
+                }
+            }
+        })
+    })
 }
 
 fn cache_hits(batch: usize, dim: usize) -> Run {

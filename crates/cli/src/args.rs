@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use embeddings::{Config, InputType, OutputType};
 
-/// Embed texts with any registered provider (offline `mock` by default).
+/// Embed texts with any registered provider (offline, the embedded static model, by default).
 #[derive(Debug, Parser)]
 #[command(
     name = "embed",
@@ -57,7 +57,7 @@ pub(crate) struct SimilarityArgs {
 /// Options that select and configure the provider.
 #[derive(Debug, Args, Clone, Default)]
 pub(crate) struct CommonArgs {
-    /// Provider name [default: $EMBEDDINGS_PROVIDER, else "mock"]
+    /// Provider name [default: $EMBEDDINGS_PROVIDER, else "static" (the embedded model; "mock" gives known test vectors)]
     #[arg(short, long, value_name = "NAME")]
     pub(crate) provider: Option<String>,
     /// Model [default: $EMBEDDINGS_MODEL, else the provider's default]
@@ -69,7 +69,7 @@ pub(crate) struct CommonArgs {
     /// Provider endpoint
     #[arg(long, value_name = "URL")]
     pub(crate) base_url: Option<String>,
-    /// Model directory of the local provider (sets model_path of the local section)
+    /// Model directory of an in-process provider (model_path of the [static] section with -p static, else of [local])
     #[arg(long, value_name = "DIR")]
     pub(crate) model_path: Option<PathBuf>,
     /// Config file (TOML, or JSON by extension) [default: $EMBEDDINGS_CONFIG, else ./embeddings.toml if present]

@@ -1,4 +1,5 @@
-//! `embed`: text in, vectors out, on any registered embedding provider.
+//! `embed`: text in, vectors out, on any registered embedding provider
+//! (by default the embedded static model: real semantic vectors, offline).
 //!
 //! ```text
 //! embed [OPTIONS] [TEXT]...      embed the texts (or --input files, or stdin)
@@ -137,14 +138,22 @@ async fn run(cli: Cli) -> Result<()> {
 /// `./embeddings.toml`) < `EMBEDDINGS_*` environment < flags.
 fn load_config(common: &CommonArgs) -> Result<Config> {
     let env_file = std::env::var_os("EMBEDDINGS_CONFIG").filter(|v| !v.is_empty());
-    let mut config = match (&common.config, env_file) {
-        (Some(path), _) => Config::from_file(path)?,
-        (None, Some(path)) => Config::from_file(path)?,
-        (None, None) if Path::new("embeddings.toml").is_file() => {
-            Config::from_file("embeddings.toml")?
-        }
-        (None, None) => Config::default(),
+    let file: Option<std::path::PathBuf> = match (&common.config, env_file) {
+        (Some(path), _) => Some(path.clone()),
+        (None, Some(path)) => Some(path.into()),
+        (None, None) if Path::new("embeddings.toml").is_file() => Some("embeddings.toml".into()),
+        (None, None) => None,
     };
+    let mut config = match &file {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    // The CLI's default provider is the embedded static model (the
+    // library's is the mock): used when no flag, variable or file names one.
+    let env_provider = std::env::var_os(embeddings::ENV_PROVIDER).is_some_and(|v| !v.is_empty());
+    if common.provider.is_none() && !env_provider && !file.as_deref().is_some_and(names_provider) {
+        config.provider = DEFAULT_PROVIDER.to_owned();
+    }
     config.apply_env()?;
     if let Some(p) = &common.provider {
         config.provider.clone_from(p);
@@ -159,9 +168,15 @@ fn load_config(common: &CommonArgs) -> Result<Config> {
         config.base_url = Some(u.clone());
     }
     if let Some(dir) = &common.model_path {
+        // The in-process provider in use reads it; `local` otherwise.
+        let section = if config.provider.eq_ignore_ascii_case("static") {
+            "static"
+        } else {
+            "local"
+        };
         set_section_key(
             &mut config,
-            "local",
+            section,
             "model_path",
             dir.display().to_string().into(),
         );
@@ -183,6 +198,33 @@ fn load_config(common: &CommonArgs) -> Result<Config> {
     check_bounds(&config)?;
     config.validate()?;
     Ok(config)
+}
+
+/// The provider when nothing names one: the embedded static model.
+const DEFAULT_PROVIDER: &str = "static";
+
+/// Whether a config file sets `provider` (a top-level key: in TOML before
+/// the first table header; in JSON a key of the top object). A file that
+/// cannot be read is reported by `Config::from_file` before this runs.
+fn names_provider(path: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return false;
+    };
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+    {
+        return serde_json::from_str::<serde_json::Value>(&text)
+            .is_ok_and(|v| v.get("provider").is_some());
+    }
+    text.lines()
+        .map(str::trim_start)
+        .take_while(|l| !l.starts_with('['))
+        .any(|l| {
+            l.strip_prefix("provider")
+                .or_else(|| l.strip_prefix("\"provider\""))
+                .is_some_and(|r| r.trim_start().starts_with('='))
+        })
 }
 
 /// Most dimensions a vector may have (`-d`, `dimensions`).

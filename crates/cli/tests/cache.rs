@@ -5,10 +5,10 @@
 use std::process::{Command, Output};
 
 fn embed(args: &[&str], dir: &std::path::Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_embed"))
+    mock_embed()
         .args(args)
         .current_dir(dir)
-        .env_remove("EMBEDDINGS_PROVIDER")
+        .env("EMBEDDINGS_PROVIDER", "mock")
         .env_remove("EMBEDDINGS_MODEL")
         .env_remove("EMBEDDINGS_DIMENSIONS")
         .env_remove("EMBEDDINGS_CONFIG")
@@ -81,4 +81,12 @@ fn cache_commands_without_a_store_say_what_to_give() {
     let o = embed(&["cache", "stats"], tmp.path());
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--cache DIR"));
+}
+
+/// The `embed` binary on the mock provider (whose every vector is known):
+/// the CLI's own default is the embedded static model.
+fn mock_embed() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_embed"));
+    c.env("EMBEDDINGS_PROVIDER", "mock");
+    c
 }

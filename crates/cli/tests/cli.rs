@@ -11,9 +11,9 @@ fn embed(args: &[&str]) -> Output {
 }
 
 fn embed_in(args: &[&str], stdin: Option<&[u8]>, dir: Option<&Path>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_embed"));
+    let mut cmd = mock_embed();
     cmd.args(args)
-        .env_remove("EMBEDDINGS_PROVIDER")
+        .env("EMBEDDINGS_PROVIDER", "mock")
         .env_remove("EMBEDDINGS_MODEL")
         .env_remove("EMBEDDINGS_DIMENSIONS")
         .stdin(Stdio::piped())
@@ -182,7 +182,7 @@ fn config_file_and_env_and_flags_take_precedence_in_order() {
     std::fs::write(dir.path().join("embeddings.toml"), "dimensions = 2\n").unwrap();
     let rows = jsonl(&embed_in(&["x"], None, Some(dir.path())));
     assert_vec(&floats(&rows[0]["embedding"]), "mock", "x", 2);
-    let o = Command::new(env!("CARGO_BIN_EXE_embed"))
+    let o = mock_embed()
         .args(["-c", cfg.to_str().unwrap(), "x"])
         .env("EMBEDDINGS_MODEL", "from-env")
         .output()
@@ -540,7 +540,7 @@ fn memory_stays_bounded_on_a_large_corpus() {
     let dir = tempfile::tempdir().unwrap();
     let input = lines_file(dir.path(), "big.txt", 200_000);
     let out = dir.path().join("big.npy");
-    let child = Command::new(env!("CARGO_BIN_EXE_embed"))
+    let child = mock_embed()
         .args([
             "-q",
             "-i",
@@ -588,7 +588,7 @@ fn a_killed_job_resumes_without_lost_duplicated_or_reordered_rows() {
         .unwrap()
         .subsec_nanos();
     let kill_after = std::time::Duration::from_millis(1100 + u64::from(nanos % 300));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_embed"))
+    let mut child = mock_embed()
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -749,7 +749,7 @@ fn formats_round_trip_from_the_fake_openai_server() {
     let base = server.openai_base_url();
     let run = |name: &str| {
         let out = dir.path().join(name);
-        let o = Command::new(env!("CARGO_BIN_EXE_embed"))
+        let o = mock_embed()
             .args([
                 "-q",
                 "-p",
@@ -979,7 +979,7 @@ fn numeric_flags_out_of_range_are_one_line_errors_not_panics() {
             contains,
         );
     }
-    let o = Command::new(env!("CARGO_BIN_EXE_embed"))
+    let o = mock_embed()
         .args(["x"])
         .env("EMBEDDINGS_DIMENSIONS", "18446744073709551615")
         .output()
@@ -1014,7 +1014,7 @@ fn embed_guarded(args: &[&str], stdin: Option<&[u8]>) -> Output {
     cmd.arg("120")
         .arg(env!("CARGO_BIN_EXE_embed"))
         .args(args)
-        .env_remove("EMBEDDINGS_PROVIDER")
+        .env("EMBEDDINGS_PROVIDER", "mock")
         .env_remove("EMBEDDINGS_MODEL")
         .env_remove("EMBEDDINGS_DIMENSIONS")
         .stdin(Stdio::piped())
@@ -1082,7 +1082,7 @@ fn non_regular_inputs_are_read_as_streams_without_losing_inputs() {
             "{} -d 4 -i <(printf 'one\\ntwo\\nthree\\n')",
             env!("CARGO_BIN_EXE_embed")
         ))
-        .env_remove("EMBEDDINGS_PROVIDER")
+        .env("EMBEDDINGS_PROVIDER", "mock")
         .env_remove("EMBEDDINGS_MODEL")
         .env_remove("EMBEDDINGS_DIMENSIONS")
         .output()
@@ -1422,7 +1422,7 @@ fn output_that_is_an_input_is_refused() {
         assert_eq!(std::fs::read(&input).unwrap(), before);
     }
     // The input given on stdin, redirected from the file.
-    let o = Command::new(env!("CARGO_BIN_EXE_embed"))
+    let o = mock_embed()
         .args(["-d", "4", "-o", input.to_str().unwrap()])
         .stdin(std::fs::File::open(&input).unwrap())
         .output()
@@ -1441,7 +1441,7 @@ fn a_second_job_on_the_same_output_is_refused_while_the_first_runs() {
     mkfifo(&fifo);
     let out = dir.path().join("o.jsonl");
     // Job A reads its inputs from a FIFO, so it runs until the test closes it.
-    let a = Command::new(env!("CARGO_BIN_EXE_embed"))
+    let a = mock_embed()
         .args([
             "-q",
             "-d",
@@ -1729,7 +1729,7 @@ fn a_new_job_on_the_same_output_removes_the_old_checkpoint() {
     // waits for more input, and is killed before its first checkpoint.
     let fifo = dir.path().join("b.fifo");
     mkfifo(&fifo);
-    let mut b = Command::new(env!("CARGO_BIN_EXE_embed"))
+    let mut b = mock_embed()
         // Small batches, one at a time: B writes the rows of every batch it
         // can fill, then waits in its read of the FIFO.
         .args(["-q", "-d", "4", "--batch-size", "10", "--concurrency", "1"])
@@ -2205,4 +2205,12 @@ fn error_lines_are_printable_whatever_a_file_name_holds() {
         "{err:?}"
     );
     assert!(err.contains("a\\u{1b}[2J\\rb\\u{7}.txt"), "{err:?}");
+}
+
+/// The `embed` binary on the mock provider (whose every vector is known):
+/// the CLI's own default is the embedded static model.
+fn mock_embed() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_embed"));
+    c.env("EMBEDDINGS_PROVIDER", "mock");
+    c
 }

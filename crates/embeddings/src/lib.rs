@@ -73,6 +73,7 @@ providers! {
     mistral "mistral" => embeddings_mistral, "The Mistral AI provider (feature `mistral`).";
     gemini "gemini" => embeddings_gemini, "The Google Gemini API / Vertex AI provider (feature `gemini`).";
     bedrock "bedrock" => embeddings_bedrock, "The AWS Bedrock provider (feature `bedrock`).";
+    static_model "static" => embeddings_static, "The static (model2vec) model provider, in-process (feature `static`; `static-embedded` compiles in the distilled MiniLM).";
 }
 
 /// Checks that every section of `config` belongs to a provider or a layer

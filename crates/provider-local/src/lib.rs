@@ -64,7 +64,8 @@ use serde::Deserialize;
 use tokenizers::{PostProcessor, Tokenizer};
 
 pub use crate::files::{Architecture, Pooling};
-pub use crate::resolve::{cached_snapshot, hf_cache_dir, hf_offline};
+pub use crate::resolve::cached_snapshot;
+pub use embeddings_hub::{hf_cache_dir, hf_offline};
 
 use crate::files::ModelFiles;
 use crate::model::Encoder;
@@ -413,6 +414,38 @@ impl LocalEmbedder {
         self.shared.encoder.initialized()
     }
 
+    /// Embeds sequences that are already token ids (special tokens
+    /// included, as the model expects them), with the model's pooling and
+    /// normalisation; row `i` belongs to `sequences[i]`. For tools that
+    /// work below the text level (the static-model distillation feeds every
+    /// vocabulary token this way). An id outside the vocabulary or a
+    /// sequence longer than the model's position table is `InvalidInput`.
+    pub async fn embed_token_ids(&self, sequences: Vec<Vec<u32>>) -> Result<Embeddings> {
+        let dim = self.shared.info.dimension;
+        if sequences.is_empty() {
+            return Ok(Embeddings::empty(dim));
+        }
+        let vocab = self.shared.files.encoder.vocab_size as u32;
+        let max = self.max_seq_length();
+        for (i, s) in sequences.iter().enumerate() {
+            if s.is_empty() || s.len() > max || s.iter().any(|&t| t >= vocab) {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "token sequence {i}: empty, longer than the maximum sequence length {max} or an id outside the vocabulary of {vocab}"
+                    ),
+                )
+                .with_provider(NAME));
+            }
+        }
+        let encoder = self.encoder().await?;
+        self.on_pool(move |s, cancelled| {
+            let ids: Vec<&[u32]> = sequences.iter().map(|v| v.as_slice()).collect();
+            s.compute_ids(&encoder, &ids, cancelled)
+        })
+        .await
+    }
+
     /// Runs `f` on the compute pool and awaits its result; `cancelled` is
     /// set when the awaiting future is dropped.
     async fn on_pool<T: Send + 'static>(
@@ -473,11 +506,22 @@ impl Shared {
         texts: Vec<String>,
         cancelled: &AtomicBool,
     ) -> Result<Embeddings> {
-        let dim = self.info.dimension;
         let encodings = self.tokenizer.encode_batch(texts, true).map_err(|e| {
             Error::new(ErrorKind::Internal, format!("tokenizer: {e}")).with_provider(NAME)
         })?;
         let ids: Vec<&[u32]> = encodings.iter().map(|e| e.get_ids()).collect();
+        self.compute_ids(encoder, &ids, cancelled)
+    }
+
+    /// Runs the encoder on token-id sequences, packed by length; rows in
+    /// input order.
+    fn compute_ids(
+        &self,
+        encoder: &Encoder,
+        ids: &[&[u32]],
+        cancelled: &AtomicBool,
+    ) -> Result<Embeddings> {
+        let dim = self.info.dimension;
         let total: usize = ids.iter().map(|s| s.len()).sum();
         // Longest first: each pass packs sequences of similar length.
         let mut order: Vec<usize> = (0..ids.len()).collect();

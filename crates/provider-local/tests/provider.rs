@@ -380,3 +380,39 @@ async fn xlm_roberta_positions_start_after_the_padding_id() {
     // The usable length is the table minus the reserved positions.
     assert!(a.max_seq_length() <= 512 - 2);
 }
+
+#[tokio::test]
+async fn token_id_sequences_embed_like_the_text_they_encode() {
+    let e = embedder(2, None);
+    let tok = tokenizers::Tokenizer::from_file(model_dir().join("tokenizer.json")).unwrap();
+    let texts = ["a cat sat on the mat", "Quarterly revenue grew by 4%."];
+    let seqs: Vec<Vec<u32>> = texts
+        .iter()
+        .map(|t| tok.encode(*t, true).unwrap().get_ids().to_vec())
+        .collect();
+    // The tokenizer pads to 128 in this file: strip the padding.
+    let seqs: Vec<Vec<u32>> = seqs
+        .into_iter()
+        .map(|s| s.into_iter().filter(|&i| i != 0).collect())
+        .collect();
+    let by_ids = e.embed_token_ids(seqs).await.unwrap();
+    let by_text = e.embed_documents(&texts).await.unwrap();
+    for i in 0..texts.len() {
+        let d = by_ids
+            .row(i)
+            .iter()
+            .zip(by_text.row(i))
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(d < 1e-5, "row {i}: {d}");
+    }
+    // Out of the vocabulary, empty, or too long: typed errors.
+    for bad in [
+        vec![vec![101, 999_999, 102]],
+        vec![vec![]],
+        vec![vec![101; 300]],
+    ] {
+        let err = e.embed_token_ids(bad).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    }
+}
