@@ -40,6 +40,8 @@ const EVAL_CORPUS: usize = 10_000;
 const EVAL_QUERIES: usize = 1_000;
 const EVAL_PAIRS: usize = 2_500;
 const VAL_SENTENCES: usize = 400;
+/// Most conjugate-gradient steps; the best checkpoint on validation wins.
+const STEPS: usize = 150;
 
 struct Args {
     teacher: PathBuf,
@@ -67,7 +69,7 @@ fn parse(mut it: impl Iterator<Item = String>) -> (String, Args, Option<PathBuf>
         out: root.join("crates/provider-static/model"),
         lock: root.join("Cargo.lock"),
         cache: root.join("target/distill"),
-        train: 40_000,
+        train: 1_000_000,
         check: false,
     };
     let mut model = None;
@@ -190,9 +192,10 @@ fn write_f32(path: &Path, v: &[f32]) -> Result<()> {
     Ok(())
 }
 
-/// The teacher's vectors of `texts`, cached under `cache` by a hash of the
-/// texts and the teacher's weights size (the values are a pure function of
-/// both).
+/// The teacher's vectors of `texts`, cached under `cache` in chunks of 256
+/// texts, each by a hash of its texts and the teacher's weights size (the
+/// values are a pure function of both), so a longer training list reuses
+/// the chunks of a shorter one.
 async fn teacher_vectors(
     t: &LocalEmbedder,
     texts: &[String],
@@ -200,33 +203,89 @@ async fn teacher_vectors(
     label: &str,
 ) -> Result<Vec<f32>> {
     let weights = std::fs::metadata(t.model_dir().join("model.safetensors"))?.len();
-    let mut key = weights.to_le_bytes().to_vec();
-    for s in texts {
-        key.extend_from_slice(s.as_bytes());
-        key.push(0);
-    }
-    let path = cache.join(format!("teacher-{label}-{:016x}.f32", fnv(&key)));
     let dim = t.info().dimension;
-    if let Some(v) = read_f32(&path).filter(|v| v.len() == texts.len() * dim) {
-        return Ok(v);
-    }
+    let dir = cache.join("chunks");
+    std::fs::create_dir_all(&dir)?;
+    adopt_whole_list_cache(texts, cache, label, weights, dim, &dir)?;
     let start = std::time::Instant::now();
     let mut out = Vec::with_capacity(texts.len() * dim);
+    let mut computed = 0usize;
     for (k, chunk) in texts.chunks(256).enumerate() {
+        let mut key = weights.to_le_bytes().to_vec();
+        for s in chunk {
+            key.extend_from_slice(s.as_bytes());
+            key.push(0);
+        }
+        let path = dir.join(format!("{:016x}-{}.f32", fnv(&key), chunk.len()));
+        if let Some(v) = read_f32(&path).filter(|v| v.len() == chunk.len() * dim) {
+            out.extend_from_slice(&v);
+            continue;
+        }
         let e = t.embed_texts(chunk).await?;
+        write_f32(&path, e.as_flat())?;
         out.extend_from_slice(e.as_flat());
+        computed += chunk.len();
         if k % 20 == 0 {
             eprintln!(
-                "  teacher {label}: {}/{} ({:.0?})",
-                (k + 1) * 256,
+                "  teacher {label}: {}/{} ({computed} computed, {:.0?})",
+                ((k + 1) * 256).min(texts.len()),
                 texts.len(),
                 start.elapsed()
             );
         }
     }
-    std::fs::create_dir_all(cache)?;
-    write_f32(&path, &out)?;
     Ok(out)
+}
+
+/// The cache of earlier versions held one file per list
+/// (`teacher-<label>-<hash of the list>.f32`); one that holds a prefix of
+/// `texts` is split into chunk files.
+fn adopt_whole_list_cache(
+    texts: &[String],
+    cache: &Path,
+    label: &str,
+    weights: u64,
+    dim: usize,
+    dir: &Path,
+) -> Result<()> {
+    let Ok(rd) = std::fs::read_dir(cache) else {
+        return Ok(());
+    };
+    let prefix = format!("teacher-{label}-");
+    for entry in rd.filter_map(|e| e.ok()) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(hash) = name.strip_prefix(&prefix).and_then(|r| r.strip_suffix(".f32")) else {
+            continue;
+        };
+        let rows = (entry.metadata()?.len() as usize) / (4 * dim);
+        if rows > texts.len() {
+            continue;
+        }
+        let mut key = weights.to_le_bytes().to_vec();
+        for s in &texts[..rows] {
+            key.extend_from_slice(s.as_bytes());
+            key.push(0);
+        }
+        if format!("{:016x}", fnv(&key)) != hash {
+            continue;
+        }
+        let Some(v) = read_f32(&entry.path()) else {
+            continue;
+        };
+        // Whole chunks only: a short last chunk of the old list is not a
+        // chunk of a longer one.
+        let whole = if rows == texts.len() { rows } else { rows / 256 * 256 };
+        for (chunk, rows) in texts[..whole].chunks(256).zip(v.chunks(256 * dim)) {
+            let mut key = weights.to_le_bytes().to_vec();
+            for s in chunk {
+                key.extend_from_slice(s.as_bytes());
+                key.push(0);
+            }
+            write_f32(&dir.join(format!("{:016x}-{}.f32", fnv(&key), chunk.len())), rows)?;
+        }
+        std::fs::remove_file(entry.path())?;
+    }
+    Ok(())
 }
 
 /// The teacher's output for every vocabulary token alone.
@@ -474,8 +533,8 @@ async fn build(a: &Args) -> Result<()> {
 
     let bags = train::Bags::new(&train_ids);
     let mut best = (f64::MIN, 0f32, 0usize);
-    for &lambda in &[3e-4f32, 1e-3, 3e-3] {
-        train::ridge(&bags, &y, &e0, DIM, lambda, 60, 10, |it, x| {
+    for &lambda in &[3e-4f32] {
+        train::ridge(&bags, &y, &e0, DIM, lambda, STEPS, 10, |it, x| {
             let v = val_score(x);
             eprintln!("  lambda {lambda:e} step {it}: validation spearman {v:.4}");
             if v > best.0 {

@@ -169,7 +169,7 @@ async fn every_output_type_is_the_quantized_f32_row() {
 async fn a_large_call_runs_off_the_runtime_and_gives_the_same_rows() {
     let dir = model_dir(Dtype::F32, "{}");
     let e = StaticEmbedder::from_dir(dir.path()).unwrap();
-    let long: Vec<String> = (0..2000)
+    let long: Vec<String> = (0..5000)
         .map(|i| format!("the cat {} sat .", ["dog", "cats", "zebra"][i % 3]))
         .collect();
     assert!(long.iter().map(String::len).sum::<usize>() > INLINE_BYTES);
@@ -245,8 +245,13 @@ fn the_configured_dimension_must_match_the_model() {
     assert!(e.to_string().contains("produces 3-dimensional"), "{e}");
 }
 
-/// all-MiniLM-L6-v2's tokenizer, as the embedded model ships it.
-fn minilm() -> Model {
+/// all-MiniLM-L6-v2's tokenizer, as the embedded model ships it (loaded once).
+fn minilm() -> &'static Model {
+    static M: std::sync::OnceLock<Model> = std::sync::OnceLock::new();
+    M.get_or_init(load_minilm)
+}
+
+fn load_minilm() -> Model {
     Model::load(Files {
         config: Cow::Borrowed(b"{}"),
         tokenizer: Cow::Owned(
