@@ -254,7 +254,10 @@ fn adopt_whole_list_cache(
     let prefix = format!("teacher-{label}-");
     for entry in rd.filter_map(|e| e.ok()) {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(hash) = name.strip_prefix(&prefix).and_then(|r| r.strip_suffix(".f32")) else {
+        let Some(hash) = name
+            .strip_prefix(&prefix)
+            .and_then(|r| r.strip_suffix(".f32"))
+        else {
             continue;
         };
         let rows = (entry.metadata()?.len() as usize) / (4 * dim);
@@ -274,14 +277,21 @@ fn adopt_whole_list_cache(
         };
         // Whole chunks only: a short last chunk of the old list is not a
         // chunk of a longer one.
-        let whole = if rows == texts.len() { rows } else { rows / 256 * 256 };
+        let whole = if rows == texts.len() {
+            rows
+        } else {
+            rows / 256 * 256
+        };
         for (chunk, rows) in texts[..whole].chunks(256).zip(v.chunks(256 * dim)) {
             let mut key = weights.to_le_bytes().to_vec();
             for s in chunk {
                 key.extend_from_slice(s.as_bytes());
                 key.push(0);
             }
-            write_f32(&dir.join(format!("{:016x}-{}.f32", fnv(&key), chunk.len())), rows)?;
+            write_f32(
+                &dir.join(format!("{:016x}-{}.f32", fnv(&key), chunk.len())),
+                rows,
+            )?;
         }
         std::fs::remove_file(entry.path())?;
     }

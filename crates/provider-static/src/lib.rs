@@ -181,6 +181,7 @@ impl StaticEmbedder {
                 config: Cow::Borrowed(embedded::CONFIG),
                 tokenizer: Cow::Borrowed(embedded::TOKENIZER),
                 weights: Cow::Borrowed(embedded::WEIGHTS),
+                lazy_tokenizer: true,
             };
             let mut info_extra = vec![("embedded", env!("CARGO_PKG_VERSION").to_owned())];
             info_extra.push(("weights_bytes", embedded::WEIGHTS.len().to_string()));
@@ -203,6 +204,7 @@ impl StaticEmbedder {
             config: read(dir, "config.json")?,
             tokenizer: read(dir, "tokenizer.json")?,
             weights: read(dir, "model.safetensors")?,
+            lazy_tokenizer: false,
         };
         let extra = vec![
             ("path", dir.display().to_string()),

@@ -3,6 +3,7 @@
 //! tokenizer and the normalisation flag; and the pooling.
 
 use std::borrow::Cow;
+use std::sync::OnceLock;
 
 use embeddings_core::{Error, ErrorKind, Result};
 use safetensors::{Dtype, SafeTensors};
@@ -29,6 +30,9 @@ pub(crate) struct Files {
     pub(crate) config: Cow<'static, [u8]>,
     pub(crate) tokenizer: Cow<'static, [u8]>,
     pub(crate) weights: Cow<'static, [u8]>,
+    /// Build the general tokenizer only when a text needs it (the files are
+    /// known good: the embedded model, whose fast path covers ASCII text).
+    pub(crate) lazy_tokenizer: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -39,7 +43,10 @@ struct RawConfig {
 
 /// A loaded static model. Immutable; shared by clones of the embedder.
 pub(crate) struct Model {
-    tokenizer: Tokenizer,
+    /// The general tokenizer (`tokenizers`), built at load or, for a lazy
+    /// model with a fast path, on the first text the fast path cannot take.
+    tokenizer: OnceLock<std::result::Result<Tokenizer, String>>,
+    tokenizer_json: Cow<'static, [u8]>,
     /// The exact fast path of BERT-uncased WordPiece tokenizers for ASCII text.
     fast: Option<WordPiece>,
     table: Table,
@@ -49,6 +56,15 @@ pub(crate) struct Model {
     pub(crate) dim: usize,
     pub(crate) normalize: bool,
     unk: Option<u32>,
+}
+
+/// The `tokenizers` tokenizer of a `tokenizer.json`, without padding or
+/// truncation.
+fn build_tokenizer(json: &[u8]) -> std::result::Result<Tokenizer, String> {
+    let mut t = Tokenizer::from_bytes(json).map_err(|e| e.to_string())?;
+    t.with_padding(None);
+    t.with_truncation(None).map_err(|e| e.to_string())?;
+    Ok(t)
 }
 
 fn bad(what: &str, msg: impl std::fmt::Display) -> Error {
@@ -95,13 +111,29 @@ impl Model {
         } else {
             serde_json::from_slice(&files.config).map_err(|e| bad("config.json", e))?
         };
-        let mut tokenizer =
-            Tokenizer::from_bytes(&files.tokenizer).map_err(|e| bad("tokenizer.json", e))?;
-        tokenizer.with_padding(None);
-        tokenizer
-            .with_truncation(None)
-            .map_err(|e| bad("tokenizer.json", e))?;
-        let vocab = tokenizer.get_vocab_size(true);
+        let json: serde_json::Value =
+            serde_json::from_slice(&files.tokenizer).map_err(|e| bad("tokenizer.json", e))?;
+        let fast = WordPiece::from_tokenizer_json(&json);
+        let tokenizer = OnceLock::new();
+        let vocab = match &fast {
+            Some(wp) if files.lazy_tokenizer => wp.vocab_size(),
+            _ => {
+                let t = build_tokenizer(&files.tokenizer).map_err(|e| bad("tokenizer.json", e))?;
+                let n = t.get_vocab_size(true);
+                let _ = tokenizer.set(Ok(t));
+                n
+            }
+        };
+        let unk_token = json
+            .get("model")
+            .and_then(|m| m.get("unk_token"))
+            .and_then(|u| u.as_str());
+        let unk = match (unk_token, &fast, tokenizer.get()) {
+            (None, _, _) => None,
+            (Some(u), _, Some(Ok(t))) => t.token_to_id(u),
+            (Some(u), Some(wp), _) => wp.word_id(u),
+            (Some(_), None, _) => None,
+        };
 
         let weights = files.weights;
         let st = SafeTensors::deserialize(&weights).map_err(|e| bad("model.safetensors", e))?;
@@ -215,16 +247,9 @@ impl Model {
             },
             t => t,
         };
-        let json: serde_json::Value =
-            serde_json::from_slice(&files.tokenizer).map_err(|e| bad("tokenizer.json", e))?;
-        let unk = json
-            .get("model")
-            .and_then(|m| m.get("unk_token"))
-            .and_then(|u| u.as_str())
-            .and_then(|u| tokenizer.token_to_id(u));
-        let fast = WordPiece::from_tokenizer_json(&json);
         Ok(Model {
             tokenizer,
+            tokenizer_json: files.tokenizer,
             fast,
             table,
             tokens,
@@ -246,7 +271,7 @@ impl Model {
             _ => false,
         };
         if !fast {
-            let enc = self.tokenizer.encode_fast(text, false).map_err(|e| {
+            let enc = self.general()?.encode_fast(text, false).map_err(|e| {
                 Error::new(ErrorKind::Internal, format!("tokenizer: {e}")).with_provider(NAME)
             })?;
             ids.extend_from_slice(enc.get_ids());
@@ -267,10 +292,21 @@ impl Model {
     /// The tokenizer's own ids (the reference of the fast path).
     #[cfg(test)]
     pub(crate) fn reference_ids(&self, text: &str) -> Vec<u32> {
-        self.tokenizer
+        self.general()
+            .unwrap()
             .encode_fast(text, false)
             .map(|e| e.get_ids().to_vec())
             .unwrap_or_default()
+    }
+
+    /// The general tokenizer, built on first use for a lazy model.
+    fn general(&self) -> Result<&Tokenizer> {
+        self.tokenizer
+            .get_or_init(|| build_tokenizer(&self.tokenizer_json))
+            .as_ref()
+            .map_err(|e| {
+                Error::new(ErrorKind::Internal, format!("tokenizer.json: {e}")).with_provider(NAME)
+            })
     }
 
     /// Whether the ASCII fast path is in use.

@@ -205,10 +205,7 @@ fn bad_model_files_are_typed_errors_naming_the_file() {
     .unwrap();
     let e = StaticEmbedder::from_dir(dir.path()).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
-    assert!(
-        e.to_string().contains("static: model.safetensors"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("static: model.safetensors"), "{e}");
 
     // Fewer rows than tokens.
     let data = le(&table()[..(VOCAB - 1) * D]);
@@ -257,6 +254,7 @@ fn load_minilm() -> Model {
         tokenizer: Cow::Owned(
             std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/model/tokenizer.json")).unwrap(),
         ),
+        lazy_tokenizer: false,
         weights: Cow::Owned(
             safetensors::serialize(
                 [(
@@ -366,25 +364,4 @@ fn without_the_feature_the_embedded_model_is_a_config_error_naming_it() {
     let e = StaticEmbedder::embedded().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidConfig);
     assert!(e.to_string().contains("embedded-model"), "{e}");
-}
-
-#[test]
-#[ignore]
-fn load_timing() {
-    let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/model/tokenizer.json")).unwrap();
-    for _ in 0..3 {
-        let t = std::time::Instant::now();
-        let _tk = tokenizers::Tokenizer::from_bytes(&bytes).unwrap();
-        let a = t.elapsed();
-        let t = std::time::Instant::now();
-        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-        let b = t.elapsed();
-        let t = std::time::Instant::now();
-        let _w = crate::wordpiece::WordPiece::from_tokenizer_json(&v).unwrap();
-        let c = t.elapsed();
-        let t = std::time::Instant::now();
-        let _m = StaticEmbedder::embedded().unwrap();
-        let d = t.elapsed();
-        eprintln!("hf {a:?} value {b:?} wordpiece {c:?} total {d:?}");
-    }
 }

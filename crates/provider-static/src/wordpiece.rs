@@ -97,6 +97,21 @@ impl WordPiece {
         })
     }
 
+    /// One more than the largest id of the vocabulary.
+    pub(crate) fn vocab_size(&self) -> usize {
+        self.words
+            .values()
+            .chain(self.pieces.values())
+            .map(|&i| i as usize + 1)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The id of a whole-word token.
+    pub(crate) fn word_id(&self, token: &str) -> Option<u32> {
+        self.words.get(token.as_bytes()).copied()
+    }
+
     /// Whether `text` (ASCII) can take the fast path.
     pub(crate) fn accepts(&self, text: &str) -> bool {
         text.is_ascii() && !text.bytes().any(|b| self.added_first[b as usize])
