@@ -69,7 +69,7 @@ pub(crate) struct CommonArgs {
     /// Provider endpoint
     #[arg(long, value_name = "URL")]
     pub(crate) base_url: Option<String>,
-    /// Model directory of an in-process provider (model_path of the [static] section with -p static, else of [local])
+    /// Model directory of an in-process provider (model_path of the static section with -p static, else of the local section)
     #[arg(long, value_name = "DIR")]
     pub(crate) model_path: Option<PathBuf>,
     /// Config file (TOML, or JSON by extension) [default: $EMBEDDINGS_CONFIG, else ./embeddings.toml if present]

@@ -1,7 +1,9 @@
-//! The corpus: English sentences from the READMEs and doc comments of the
-//! crates in `Cargo.lock` (their sources are in cargo's registry once
-//! `cargo fetch` has run), so the same lock file gives the same sentences
-//! on any machine, with no download beyond the crates themselves.
+//! The corpus: English sentences from the READMEs and doc comments of a
+//! pinned list of crates (`corpus-crates.txt`, made from the workspace's
+//! `Cargo.lock` when the model was made; their sources are in cargo's
+//! registry once `cargo fetch` has run), so the same list gives the same
+//! sentences on any machine, with no download beyond the crates themselves,
+//! and a dependency update does not change the model.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -220,18 +222,37 @@ fn is_prose(s: &str) -> bool {
     letters * 100 >= s.chars().count() * 90
 }
 
-/// Every distinct prose sentence of the locked crates' READMEs and doc
-/// comments, in lock-file order (crates sorted by name and version, files
-/// by path).
-pub(crate) fn collect(lock: &Path) -> Result<Vec<String>> {
+/// The pinned crate list (`name version` per line, `#` comments).
+pub(crate) fn listed_packages(list: &Path) -> Result<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(list).with_context(|| list.display().to_string())?;
+    let mut out = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        match line.split_once(' ') {
+            Some((n, v)) => out.push((n.to_owned(), v.trim().to_owned())),
+            None => bail!(
+                "{}: bad line {line:?} (expected `name version`)",
+                list.display()
+            ),
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// Every distinct prose sentence of the READMEs and doc comments of
+/// `packages`, in their order (sorted by name and version, files by path).
+pub(crate) fn collect(packages: &[(String, String)]) -> Result<Vec<String>> {
     let roots = registry_roots()?;
-    let packages = locked_packages(lock)?;
     let mut missing = Vec::new();
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     let mut paras = Vec::new();
     let mut sents = Vec::new();
-    for (name, version) in &packages {
+    for (name, version) in packages {
         let Some(dir) = crate_dir(&roots, name, version) else {
             missing.push(format!("{name}-{version}"));
             continue;
@@ -271,7 +292,7 @@ pub(crate) fn collect(lock: &Path) -> Result<Vec<String>> {
     }
     if !missing.is_empty() {
         bail!(
-            "{} locked crates are not in cargo's registry (run `cargo fetch` first): {}",
+            "{} corpus crates are not in cargo's registry (run `cargo fetch` with a lock file that has them): {}",
             missing.len(),
             missing[..missing.len().min(5)].join(", ")
         );

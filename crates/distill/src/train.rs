@@ -140,6 +140,7 @@ pub(crate) fn project(x: &[f32], n: usize, p: &[f32], k: usize) -> Vec<f32> {
 /// gradients on the normal equations, each of the `d` columns its own
 /// system, started from `E₀`. Calls `each(iteration, &E)` every `every`
 /// steps (for early stopping).
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
 pub(crate) fn ridge(
     bags: &Bags,
     targets: &[f32],

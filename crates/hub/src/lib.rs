@@ -40,7 +40,7 @@ pub struct Layout {
     /// Files fetched when present (a download tries each).
     pub optional: &'static [&'static str],
     /// The setting that points at a directory, for messages
-    /// ("[local] model_path (CLI: --model-path)").
+    /// (`"[local] model_path (CLI: --model-path)"`).
     pub setting: &'static str,
 }
 

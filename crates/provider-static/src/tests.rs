@@ -79,7 +79,7 @@ fn model_dir(dtype: Dtype, config: &str) -> tempfile::TempDir {
 }
 
 fn mean_normalised(ids: &[usize], t: &[f32]) -> Vec<f32> {
-    let mut v = vec![0f32; D];
+    let mut v = [0f32; D];
     for &i in ids {
         for k in 0..D {
             v[k] += t[i * D + k];
@@ -232,9 +232,11 @@ fn bad_model_files_are_typed_errors_naming_the_file() {
 #[test]
 fn the_configured_dimension_must_match_the_model() {
     let dir = model_dir(Dtype::F32, "{}");
-    let mut c = Config::default();
-    c.provider = NAME.into();
-    c.dimensions = Some(8);
+    let mut c = Config {
+        provider: NAME.into(),
+        dimensions: Some(8),
+        ..Config::default()
+    };
     c.sections
         .insert(NAME.into(), serde_json::json!({"model_path": dir.path()}));
     let e = StaticEmbedder::from_config(&c).unwrap_err();
@@ -286,7 +288,7 @@ fn the_fast_path_matches_the_tokenizer_on_real_text() {
             .into_iter()
             .filter(|&i| i != 100)
             .collect();
-        assert_eq!(fast_ids(&m, line), want, "{line:?}");
+        assert_eq!(fast_ids(m, line), want, "{line:?}");
     }
 }
 
@@ -300,7 +302,7 @@ proptest! {
     ) {
         let m = minilm();
         let want: Vec<u32> = m.reference_ids(&text).into_iter().filter(|&i| i != 100).collect();
-        prop_assert_eq!(fast_ids(&m, &text), want);
+        prop_assert_eq!(fast_ids(m, &text), want);
     }
 }
 
