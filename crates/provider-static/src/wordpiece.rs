@@ -119,73 +119,28 @@ impl WordPiece {
 
     /// Appends the ids of ASCII `text` (see [`accepts`](Self::accepts)).
     pub(crate) fn encode_ascii(&self, text: &str, ids: &mut Vec<u32>) {
-        let mut word = [0u8; 128];
-        let mut long: Vec<u8> = Vec::new();
-        let mut len = 0usize;
-        let flush = |w: &[u8], ids: &mut Vec<u32>| self.word(w, ids);
+        let mut word: Vec<u8> = Vec::with_capacity(32);
         for &b in text.as_bytes() {
-            let c = match b {
-                b'\t' | b'\n' | b'\r' | b' ' => None,
-                0..=0x1f | 0x7f => continue,
+            match b {
+                // Whitespace separates; other control characters are dropped.
+                b'\t' | b'\n' | b'\r' | b' ' => self.end_word(&mut word, ids),
+                0..=0x1f | 0x7f => {}
                 b if b.is_ascii_punctuation() => {
-                    if len > 0 {
-                        flush(
-                            if len <= word.len() {
-                                &word[..len]
-                            } else {
-                                &long
-                            },
-                            ids,
-                        );
-                        len = 0;
-                        long.clear();
-                    }
-                    flush(&[b], ids);
-                    continue;
+                    self.end_word(&mut word, ids);
+                    self.word(&[b], ids);
                 }
-                b => Some(if self.lowercase {
-                    b.to_ascii_lowercase()
-                } else {
-                    b
-                }),
-            };
-            match c {
-                Some(c) => {
-                    if len < word.len() {
-                        word[len] = c;
-                    } else {
-                        if len == word.len() {
-                            long.extend_from_slice(&word);
-                        }
-                        long.push(c);
-                    }
-                    len += 1;
-                }
-                None => {
-                    if len > 0 {
-                        flush(
-                            if len <= word.len() {
-                                &word[..len]
-                            } else {
-                                &long
-                            },
-                            ids,
-                        );
-                        len = 0;
-                        long.clear();
-                    }
-                }
+                b if self.lowercase => word.push(b.to_ascii_lowercase()),
+                b => word.push(b),
             }
         }
-        if len > 0 {
-            flush(
-                if len <= word.len() {
-                    &word[..len]
-                } else {
-                    &long
-                },
-                ids,
-            );
+        self.end_word(&mut word, ids);
+    }
+
+    /// The word collected so far, if any, then an empty one.
+    fn end_word(&self, word: &mut Vec<u8>, ids: &mut Vec<u32>) {
+        if !word.is_empty() {
+            self.word(word, ids);
+            word.clear();
         }
     }
 
