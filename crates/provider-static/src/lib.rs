@@ -269,11 +269,12 @@ fn compute<'a>(
     let dim = model.dim;
     let mut out = Embeddings::zeroed(n, dim);
     let mut ids = Vec::with_capacity(64);
+    let mut word = Vec::with_capacity(32);
     let mut tokens = 0u64;
     for (i, t) in texts.enumerate() {
         ids.clear();
         model
-            .token_ids(t, &mut ids)
+            .token_ids(t, &mut ids, &mut word)
             .map_err(|e| e.with_inputs(i..i + 1))?;
         tokens += ids.len() as u64;
         model.pool(&ids, out.row_mut(i));
@@ -315,7 +316,7 @@ impl Embedder for StaticEmbedder {
     /// Tokens pooled for `text` (no special tokens, unknown tokens left out).
     fn count_tokens(&self, text: &str) -> usize {
         let mut ids = Vec::new();
-        match self.model.token_ids(text, &mut ids) {
+        match self.model.token_ids(text, &mut ids, &mut Vec::new()) {
             Ok(()) => ids.len(),
             Err(_) => text.len(),
         }

@@ -261,11 +261,17 @@ impl Model {
 
     /// The token ids of `text` that are pooled (no special tokens, no
     /// unknown token), appended to `ids`.
-    pub(crate) fn token_ids(&self, text: &str, ids: &mut Vec<u32>) -> Result<()> {
+    /// `word` is scratch space, reused across calls.
+    pub(crate) fn token_ids(
+        &self,
+        text: &str,
+        ids: &mut Vec<u32>,
+        word: &mut Vec<u8>,
+    ) -> Result<()> {
         let before = ids.len();
         let fast = match &self.fast {
             Some(wp) if wp.accepts(text) => {
-                wp.encode_ascii(text, ids);
+                wp.encode_ascii(text, ids, word);
                 true
             }
             _ => false,

@@ -273,7 +273,7 @@ fn load_minilm() -> Model {
 
 fn fast_ids(m: &Model, text: &str) -> Vec<u32> {
     let mut v = Vec::new();
-    m.token_ids(text, &mut v).unwrap();
+    m.token_ids(text, &mut v, &mut Vec::new()).unwrap();
     v
 }
 

@@ -117,23 +117,25 @@ impl WordPiece {
         text.is_ascii() && !text.bytes().any(|b| self.added_first[b as usize])
     }
 
-    /// Appends the ids of ASCII `text` (see [`accepts`](Self::accepts)).
-    pub(crate) fn encode_ascii(&self, text: &str, ids: &mut Vec<u32>) {
-        let mut word: Vec<u8> = Vec::with_capacity(32);
+    /// Appends the ids of ASCII `text` (see [`accepts`](Self::accepts));
+    /// `word` is the caller's scratch buffer (reused across texts: no
+    /// allocation per text).
+    pub(crate) fn encode_ascii(&self, text: &str, ids: &mut Vec<u32>, word: &mut Vec<u8>) {
+        word.clear();
         for &b in text.as_bytes() {
             match b {
                 // Whitespace separates; other control characters are dropped.
-                b'\t' | b'\n' | b'\r' | b' ' => self.end_word(&mut word, ids),
+                b'\t' | b'\n' | b'\r' | b' ' => self.end_word(word, ids),
                 0..=0x1f | 0x7f => {}
                 b if b.is_ascii_punctuation() => {
-                    self.end_word(&mut word, ids);
+                    self.end_word(word, ids);
                     self.word(&[b], ids);
                 }
                 b if self.lowercase => word.push(b.to_ascii_lowercase()),
                 b => word.push(b),
             }
         }
-        self.end_word(&mut word, ids);
+        self.end_word(word, ids);
     }
 
     /// The word collected so far, if any, then an empty one.
