@@ -118,37 +118,12 @@ fn disk(c: &mut Criterion) {
 }
 
 fn redis(c: &mut Criterion) {
-    use std::process::{Command, Stdio};
-    if Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("redis_hits: skipped (redis-server is not installed)");
+    // Skipped (None) when redis-server is not installed; killed on drop.
+    let Some(server) = embeddings_testkit::RedisServer::start(&[]) else {
         return;
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .arg("--dir")
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    for _ in 0..500 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    };
     let rt = rt();
-    let url = format!("redis://127.0.0.1:{port}/0");
+    let url = server.url();
     let store = embeddings_cache::RedisStore::new(
         &url,
         embeddings_cache::RedisOptions::new("bench", None, Duration::from_secs(5)),
@@ -193,8 +168,6 @@ fn redis(c: &mut Criterion) {
     });
     g.finish();
     assert_eq!(mock.requests.load(Ordering::Relaxed), before, "hits only");
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 criterion_group!(benches, memory, disk, redis);

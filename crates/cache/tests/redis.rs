@@ -7,117 +7,22 @@
 mod common;
 
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Counting, assert_rows};
 use embeddings_cache::{CacheLayer, RedisOptions, RedisStore, Space, Store};
 use embeddings_core::{Embedder, InputType, OutputType};
+use embeddings_testkit::RedisServer;
 
 const DIM: usize = 64;
 
-/// A `redis-server` child on 127.0.0.1; killed (SIGKILL) when dropped.
-struct Server {
-    port: u16,
-    dir: tempfile::TempDir,
-    extra: Vec<String>,
-    child: Option<Child>,
-}
-
-impl Server {
-    /// Starts one, or `None` (the test is skipped) when `redis-server` is
-    /// not installed and this is not CI.
-    fn start(extra: &[&str]) -> Option<Server> {
-        if Command::new("redis-server")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "redis-server is not installed (.ci/run installs it)"
-            );
-            eprintln!("skipped: redis-server is not installed");
-            return None;
-        }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut s = Server {
-            port,
-            dir: tempfile::tempdir().unwrap(),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            child: None,
-        };
-        s.spawn();
-        Some(s)
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .args(&self.extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        // Wait until it answers (bounded: 500 tries).
-        for _ in 0..500 {
-            if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
-                use std::io::{Read, Write};
-                let _ = c.set_read_timeout(Some(Duration::from_secs(1)));
-                if c.write_all(b"PING\r\n").is_ok() {
-                    let mut buf = [0u8; 7];
-                    if c.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n" {
-                        return;
-                    }
-                }
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!("redis-server did not start on port {}", self.port);
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    fn store(&self, namespace: &str, ttl: Option<Duration>) -> RedisStore {
-        RedisStore::new(
-            &self.url(),
-            RedisOptions::new(namespace, ttl, Duration::from_millis(500)),
-        )
-        .unwrap()
-    }
-
-    fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
+fn redis_store(server: &RedisServer, namespace: &str, ttl: Option<Duration>) -> RedisStore {
+    RedisStore::new(
+        &server.url(),
+        RedisOptions::new(namespace, ttl, Duration::from_millis(500)),
+    )
+    .unwrap()
 }
 
 fn texts(range: std::ops::Range<usize>) -> Vec<String> {
@@ -126,11 +31,15 @@ fn texts(range: std::ops::Range<usize>) -> Vec<String> {
 
 #[tokio::test]
 async fn hits_are_the_provider_vectors_and_cost_no_request() {
-    let Some(server) = Server::start(&[]) else {
+    let Some(server) = RedisServer::start(&[]) else {
         return;
     };
     let mock = Counting::mock("mock", DIM);
-    let store = Arc::new(server.store("test-ns", Some(Duration::from_secs(3600))));
+    let store = Arc::new(redis_store(
+        &server,
+        "test-ns",
+        Some(Duration::from_secs(3600)),
+    ));
     let cached = CacheLayer::new(mock.clone(), store.clone());
     let t = texts(0..100);
     let refs: Vec<&str> = t.iter().map(String::as_str).collect();
@@ -142,7 +51,10 @@ async fn hits_are_the_provider_vectors_and_cost_no_request() {
     assert_eq!(mock.requests(), 1);
     // A second process (another layer, same server and namespace) hits too.
     let other = Counting::mock("mock", DIM);
-    let shared = CacheLayer::new(other.clone(), Arc::new(server.store("test-ns", None)));
+    let shared = CacheLayer::new(
+        other.clone(),
+        Arc::new(redis_store(&server, "test-ns", None)),
+    );
     assert_rows(
         &shared.embed_documents(&refs).await.unwrap(),
         "mock",
@@ -151,20 +63,26 @@ async fn hits_are_the_provider_vectors_and_cost_no_request() {
     );
     assert_eq!(other.requests(), 0);
     // Another namespace is another cache.
-    let apart = CacheLayer::new(other.clone(), Arc::new(server.store("other-ns", None)));
+    let apart = CacheLayer::new(
+        other.clone(),
+        Arc::new(redis_store(&server, "other-ns", None)),
+    );
     apart.embed_documents(&refs[..1]).await.unwrap();
     assert_eq!(other.requests(), 1);
 
     // What is stored: namespaced keys, a 16-byte header + raw rows, the TTL.
     assert_eq!(
-        server.cli(&["EVAL", "return #redis.call('KEYS', 'test-ns:*')", "0"]),
+        server.command(&["EVAL", "return #redis.call('KEYS', 'test-ns:*')", "0"]),
         "100"
     );
     let space = Space::new(mock.info(), DIM, OutputType::F32);
     let key = space.key(InputType::Document, refs[0]);
     let name = format!("test-ns:{}", key.to_hex());
-    assert_eq!(server.cli(&["STRLEN", &name]), (16 + DIM * 4).to_string());
-    let ttl: i64 = server.cli(&["PTTL", &name]).parse().unwrap();
+    assert_eq!(
+        server.command(&["STRLEN", &name]),
+        (16 + DIM * 4).to_string()
+    );
+    let ttl: i64 = server.command(&["PTTL", &name]).parse().unwrap();
     assert!(ttl > 0 && ttl <= 3_600_000, "{ttl}");
     let stats = store.stats().await.unwrap();
     assert_eq!(
@@ -177,14 +95,14 @@ async fn hits_are_the_provider_vectors_and_cost_no_request() {
 
 #[tokio::test]
 async fn a_foreign_or_damaged_value_is_a_miss() {
-    let Some(server) = Server::start(&[]) else {
+    let Some(server) = RedisServer::start(&[]) else {
         return;
     };
-    let store = server.store("ns", None);
+    let store = redis_store(&server, "ns", None);
     let space = Space::from_parts("provider=mock;model=mock", "mock", 4, OutputType::F32);
     let key = space.key(InputType::Document, "t");
     let name = format!("ns:{}", key.to_hex());
-    server.cli(&["SET", &name, "not a row at all"]);
+    server.command(&["SET", &name, "not a row at all"]);
     assert_eq!(store.get(&space, &[key]).await.unwrap(), vec![None]);
     // A well-formed value written under another key: the checksum says no.
     let other = space.key(InputType::Document, "u");
@@ -195,11 +113,11 @@ async fn a_foreign_or_damaged_value_is_a_miss() {
 
 #[tokio::test]
 async fn redis_killed_mid_job_the_job_finishes_uncached_then_hits_after_a_restart() {
-    let Some(mut server) = Server::start(&[]) else {
+    let Some(mut server) = RedisServer::start(&[]) else {
         return;
     };
     let mock = Counting::mock("mock", DIM);
-    let cached = CacheLayer::new(mock.clone(), Arc::new(server.store("job", None)))
+    let cached = CacheLayer::new(mock.clone(), Arc::new(redis_store(&server, "job", None)))
         .timeout(Duration::from_millis(500));
     let job = texts(0..200);
     let batches: Vec<Vec<&str>> = job
@@ -220,7 +138,7 @@ async fn redis_killed_mid_job_the_job_finishes_uncached_then_hits_after_a_restar
 
     // Restarted (empty: no persistence): a bounded number of calls until the
     // connection manager is back, then writes and hits again.
-    server.spawn();
+    server.restart();
     let batch = &batches[0];
     let mut hit = false;
     for _ in 0..50 {
@@ -237,13 +155,14 @@ async fn redis_killed_mid_job_the_job_finishes_uncached_then_hits_after_a_restar
 
 #[tokio::test]
 async fn a_full_redis_answers_errors_and_the_calls_go_on_uncached() {
-    let Some(server) = Server::start(&["--maxmemory", "1mb", "--maxmemory-policy", "noeviction"])
+    let Some(server) =
+        RedisServer::start(&["--maxmemory", "1mb", "--maxmemory-policy", "noeviction"])
     else {
         return;
     };
     let dim = 1536;
     let mock = Counting::mock("mock", dim);
-    let cached = CacheLayer::new(mock.clone(), Arc::new(server.store("full", None)));
+    let cached = CacheLayer::new(mock.clone(), Arc::new(redis_store(&server, "full", None)));
     let job = texts(0..400); // 400 × 6 KiB = 2.4 MiB > 1 MiB
     for batch in job.chunks(20) {
         let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
@@ -255,7 +174,7 @@ async fn a_full_redis_answers_errors_and_the_calls_go_on_uncached() {
     assert_eq!(mock.inputs(), 400);
     // What did fit is still served, exactly that.
     let stored: u64 = server
-        .cli(&["EVAL", "return #redis.call('KEYS', 'full:*')", "0"])
+        .command(&["EVAL", "return #redis.call('KEYS', 'full:*')", "0"])
         .parse()
         .unwrap();
     assert!(stored > 0 && stored < 400, "{stored}");

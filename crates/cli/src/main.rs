@@ -8,6 +8,7 @@
 //! embed cache stats|compact|clear the configured cache store
 //! embed merge DIR -o FILE        join the parts of a --shard / --queue job
 //! embed queue status --job NAME  where a --queue job stands
+//! embed queue clear --job NAME   delete a finished --queue job's keys from Redis
 //! ```
 //!
 //! Vectors go to stdout (or `--output`) and nothing else does; any failure

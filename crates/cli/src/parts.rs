@@ -563,7 +563,7 @@ fn keep_alive(
     })
 }
 
-/// `embed queue status --queue URL --job NAME`.
+/// `embed queue status|clear --queue URL --job NAME`.
 #[derive(Debug, Args, Clone)]
 pub(crate) struct QueueArgs {
     #[command(subcommand)]
@@ -585,6 +585,18 @@ pub(crate) enum QueueAction {
         #[arg(long)]
         json: bool,
     },
+    /// Deletes the job's keys from Redis (after `embed merge`; the parts stay)
+    Clear {
+        /// The queue's Redis server (redis://HOST:PORT/DB)
+        #[arg(long, value_name = "URL")]
+        queue: String,
+        /// The job's name
+        #[arg(long, value_name = "NAME")]
+        job: String,
+        /// Delete an unfinished job too (its workers then fail)
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// Runs `embed queue ...`.
@@ -603,18 +615,23 @@ pub(crate) async fn queue_command(args: &QueueArgs) -> Result<()> {
                     serde_json::json!({
                         "job": job, "inputs": s.total, "chunks": s.chunks, "pending": s.pending,
                         "in_progress": s.in_progress, "done": s.done, "failed": failed,
-                        "finished": s.finished(),
+                        "reclaimed": s.reclaimed, "finished": s.finished(),
                     })
                 );
             } else {
                 println!(
-                    "job {job}: {} inputs in {} chunks: {} pending, {} in progress, {} done, {} failed{}",
+                    "job {job}: {} inputs in {} chunks: {} pending, {} in progress, {} done, {} failed{}{}",
                     s.total,
                     s.chunks,
                     s.pending,
                     s.in_progress,
                     s.done,
                     s.failed.len(),
+                    if s.reclaimed > 0 {
+                        format!(" ({} taken over from stopped workers)", s.reclaimed)
+                    } else {
+                        String::new()
+                    },
                     if s.finished() { " (finished)" } else { "" }
                 );
                 for (first, msg) in &s.failed {
@@ -624,6 +641,20 @@ pub(crate) async fn queue_command(args: &QueueArgs) -> Result<()> {
                     );
                 }
             }
+            Ok(())
+        }
+        QueueAction::Clear { queue, job, force } => {
+            let q = CorpusQueue::new(queue, job)?;
+            let s = q.status().await?;
+            if !s.finished() && !*force {
+                return Err(Error::invalid_input(format!(
+                    "job {job} is not finished ({} pending, {} in progress): its workers need \
+                     its keys; `--force` deletes them anyway",
+                    s.pending, s.in_progress
+                )));
+            }
+            q.delete().await?;
+            println!("job {job}: its keys are deleted from the queue's Redis server");
             Ok(())
         }
     }

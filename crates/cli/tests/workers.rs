@@ -3,12 +3,12 @@
 //! port of 127.0.0.1, killed when dropped) run by `embed` worker processes
 //! on the mock provider, one of them killed with SIGKILL.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use embeddings_mock::vector;
+use embeddings_testkit::RedisServer;
 
 fn embed() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_embed"));
@@ -175,79 +175,7 @@ fn merge_refuses_a_missing_shard_and_shards_of_another_job() {
     }
 }
 
-/// A `redis-server` child on 127.0.0.1; killed when dropped.
-struct Redis {
-    port: u16,
-    _dir: tempfile::TempDir,
-    child: Child,
-}
-
-impl Redis {
-    /// Starts one, or `None` (the test is skipped) when `redis-server` is
-    /// not installed and this is not CI.
-    fn start() -> Option<Redis> {
-        if Command::new("redis-server")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "redis-server is not installed (.ci/run installs it)"
-            );
-            eprintln!("skipped: redis-server is not installed");
-            return None;
-        }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = tempfile::tempdir().unwrap();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let r = Redis {
-            port,
-            _dir: dir,
-            child,
-        };
-        for _ in 0..500 {
-            if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-                use std::io::{Read, Write};
-                let _ = c.set_read_timeout(Some(Duration::from_secs(1)));
-                let mut buf = [0u8; 7];
-                if c.write_all(b"PING\r\n").is_ok()
-                    && c.read_exact(&mut buf).is_ok()
-                    && &buf == b"+PONG\r\n"
-                {
-                    return Some(r);
-                }
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!("redis-server did not start on port {port}");
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn status(redis: &Redis, job: &str, dir: &Path) -> serde_json::Value {
+fn status(redis: &RedisServer, job: &str, dir: &Path) -> serde_json::Value {
     let o = run(
         &[
             "queue",
@@ -265,7 +193,9 @@ fn status(redis: &Redis, job: &str, dir: &Path) -> serde_json::Value {
 
 #[test]
 fn a_queue_job_refuses_a_worker_with_another_input_or_settings() {
-    let Some(redis) = Redis::start() else { return };
+    let Some(redis) = RedisServer::start(&[]) else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let (_, texts) = lines_file(d, 250);
@@ -323,6 +253,14 @@ fn a_queue_job_refuses_a_worker_with_another_input_or_settings() {
         !o.status.success() && err.contains("no job \"nope\""),
         "{err}"
     );
+    // The finished job's keys leave Redis (the parts stay), and it is gone.
+    let keys = || redis.command(&["EVAL", "return #redis.call('KEYS', 'embed:job:*')", "0"]);
+    assert_eq!(keys(), "3", "meta, stream, done (no failed chunk)");
+    ok(&run(&["queue", "clear", "--queue", &url, "--job", "j1"], d));
+    assert_eq!(keys(), "0");
+    let o = run(&["queue", "status", "--queue", &url, "--job", "j1"], d);
+    assert!(!o.status.success());
+    assert!(d.join("out/manifest.json").exists());
 }
 
 /// A small deterministic generator (xorshift), so the kill moments are
@@ -339,7 +277,9 @@ impl Rng {
 
 #[test]
 fn a_worker_killed_twice_loses_and_repeats_no_input() {
-    let Some(redis) = Redis::start() else { return };
+    let Some(redis) = RedisServer::start(&[]) else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     const N: usize = 200_000;
@@ -408,6 +348,10 @@ fn a_worker_killed_twice_loses_and_repeats_no_input() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    // A running job's keys are not deleted without --force.
+    let o = run(&["queue", "clear", "--queue", &url_, "--job", "big"], d);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("not finished"), "{err}");
     for kill in 0..2 {
         std::thread::sleep(Duration::from_millis(300 + rng.below(1200)));
         assert!(
@@ -434,6 +378,12 @@ fn a_worker_killed_twice_loses_and_repeats_no_input() {
     let s = status(&redis, "big", d);
     assert_eq!(s["done"].as_u64(), Some(40), "{s}");
     assert_eq!(s["failed"].as_array().map(Vec::len), Some(0), "{s}");
+    // The victim's chunks were taken over (a kill between two chunks,
+    // when it holds none, is possible but would have to happen twice).
+    assert!(
+        s["reclaimed"].as_u64().unwrap() >= 1,
+        "no chunk was reclaimed: {s}"
+    );
     // No half-written part: only whole parts, the manifest and its lock.
     let mut names: Vec<String> = std::fs::read_dir(d.join("out"))
         .unwrap()
@@ -458,4 +408,162 @@ fn a_worker_killed_twice_loses_and_repeats_no_input() {
             "row {i}"
         );
     }
+}
+
+/// What the fake server saw of a rate-limited job.
+struct LimitedRun {
+    /// Tokens the server admitted (cl100k), and its answers of 429.
+    tokens: u64,
+    rate_limited: u64,
+    /// From the first request's arrival to the last's.
+    span: Duration,
+    /// The most tokens of one request.
+    max_cost: u64,
+}
+
+/// Tokens per minute of the rate-limited jobs, and the fake server's
+/// starting budget: half a second of it, so a client that sends faster than
+/// L beyond the shared limiter's 100 ms burst is answered 429 at once.
+const L: u32 = 12_000;
+const INITIAL_BUDGET: Duration = Duration::from_millis(500);
+const SHARED_BURST: Duration = Duration::from_millis(100);
+
+/// Four `embed` processes (`--shard i/4` of one 200-line input, batches of
+/// 4 texts, 2 requests in flight each) against one fake OpenAI server with a
+/// tokens-per-minute limit L; with `shared`, all four draw from one budget
+/// in Redis. Checks every process's rows (merged, in input order).
+async fn four_processes_on_one_budget(shared: Option<&str>, dir: &Path) -> LimitedRun {
+    const N: usize = 200;
+    let server = embeddings_testkit::FakeServer::start(embeddings_testkit::FakeServerConfig {
+        tokens_per_minute: Some(L),
+        initial_budget: Some(INITIAL_BUDGET),
+        request_log_limit: Some(10_000),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let (_, texts) = lines_file(dir, N);
+    // Not adaptive: the server's bucket is near empty by design, which the
+    // adaptive watermark reads as "slow down"; this checks the budget alone.
+    // Retries enough for the control to finish through its 429s.
+    let shared = shared
+        .map(|url| format!("shared = {url:?}\nkey = \"four\"\n"))
+        .unwrap_or_default();
+    std::fs::write(
+        dir.join("limited.toml"),
+        format!(
+            "provider = \"openai\"\nmodel = \"text-embedding-3-small\"\ndimensions = 8\n\
+             base_url = {:?}\n[retry]\nmax_retries = 50\n\
+             [rate_limit]\ntokens_per_minute = {L}\nadaptive = false\n{shared}",
+            server.openai_base_url()
+        ),
+    )
+    .unwrap();
+    let workers: Vec<Child> = (0..4)
+        .map(|i| {
+            embed()
+                .args(["-q", "-c", "limited.toml", "--batch-size", "4"])
+                .args(["--concurrency", "2", "-i", "corpus.txt", "-o", "out"])
+                .args(["--format", "npy", "--shard", &format!("{i}/4")])
+                .env("OPENAI_API_KEY", "sk-test")
+                .current_dir(dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs = tokio::task::spawn_blocking(move || {
+        workers
+            .into_iter()
+            .map(|c| c.wait_with_output().unwrap())
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    for o in &outputs {
+        ok(o);
+    }
+    ok(&run(&["merge", "out", "-o", "all.npy", "-q"], dir));
+    let rows = npy_rows(&dir.join("all.npy"), 8);
+    assert_eq!(rows.len(), N * 8, "every input once");
+    for (i, t) in texts.iter().enumerate() {
+        assert_eq!(
+            &rows[i * 8..(i + 1) * 8],
+            vector("text-embedding-3-small", t, 8).as_slice(),
+            "row {i}"
+        );
+    }
+    let log = server.requests();
+    let admitted: Vec<_> = log.iter().filter(|r| r.status == 200).collect();
+    let count = |r: &embeddings_testkit::RecordedRequest| -> u64 {
+        r.body["input"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| embeddings_testkit::count_tokens(t.as_str().unwrap()) as u64)
+            .sum()
+    };
+    let stats = server.stats();
+    LimitedRun {
+        tokens: stats.tokens,
+        rate_limited: stats.by_status.get(&429).copied().unwrap_or(0),
+        span: admitted
+            .last()
+            .unwrap()
+            .received
+            .duration_since(admitted[0].received),
+        max_cost: admitted.iter().map(|r| count(r)).max().unwrap(),
+    }
+}
+
+/// DESIGN §10's shared budget across processes: together the four sustain
+/// at least 90% of L and at most L (every request but the last within the
+/// span plus the burst), and the server never answers 429.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_worker_processes_share_one_tokens_per_minute_budget() {
+    let Some(redis) = RedisServer::start(&[]) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let r = four_processes_on_one_budget(Some(&redis.url()), tmp.path()).await;
+    let per_sec = f64::from(L) / 60.0;
+    let secs = r.span.as_secs_f64();
+    let achieved = (r.tokens - r.max_cost) as f64 / secs;
+    let paced = (r.tokens - r.max_cost) as f64 / (secs + SHARED_BURST.as_secs_f64());
+    eprintln!(
+        "4 processes: {} tokens, {secs:.2} s from the first request to the last: {:.1}% of L \
+         (all but the last request over the span; over the span plus the 100 ms burst: {:.1}%); \
+         {} 429s",
+        r.tokens,
+        100.0 * achieved / per_sec,
+        100.0 * paced / per_sec,
+        r.rate_limited
+    );
+    assert_eq!(r.rate_limited, 0, "answers of 429");
+    assert!(
+        achieved >= 0.9 * per_sec,
+        "{achieved:.1} tokens/s < 90% of {per_sec:.1}"
+    );
+    let bound = per_sec * (secs + SHARED_BURST.as_secs_f64());
+    assert!(
+        (r.tokens - r.max_cost) as f64 <= bound,
+        "{} tokens (less one request of {}) in {secs:.2} s > {bound:.0}: over L",
+        r.tokens,
+        r.max_cost
+    );
+    assert!(secs < 30.0, "bounded: {secs:.1} s");
+}
+
+/// The control: four processes each with its own limiter of L are refused
+/// by the same server (so the check above can fail), and still finish (the
+/// retry layer waits out the 429s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_worker_processes_with_their_own_limiters_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = four_processes_on_one_budget(None, tmp.path()).await;
+    assert!(
+        r.rate_limited > 0,
+        "never refused: the server does not enforce L"
+    );
 }

@@ -74,6 +74,9 @@ pub struct QueueStatus {
     pub done: u64,
     /// Given up on (first input and message), in input order.
     pub failed: Vec<(u64, String)>,
+    /// How many times a chunk was taken over from a worker that stopped
+    /// renewing its claim (died, or was too slow for `--claim-timeout`).
+    pub reclaimed: u64,
 }
 
 impl QueueStatus {

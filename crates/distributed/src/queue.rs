@@ -2,7 +2,8 @@
 //!
 //! Keys of job `NAME` (all under `embed:job:{NAME}:`):
 //! - `meta`: a hash: the job's identity (`input`, `settings`, `format`),
-//!   `total` inputs, `chunk` size, `chunks`;
+//!   `total` inputs, `chunk` size, `chunks`, and `reclaimed` (how many
+//!   times a chunk was taken over from a worker that stopped);
 //! - `stream`: one entry per chunk (`first`, `end`), consumer group `workers`;
 //! - `done`: a set of the first inputs of acknowledged chunks;
 //! - `failed`: a hash, first input -> message, of chunks given up on.
@@ -33,8 +34,14 @@ type JoinReply = (
     Option<String>,
     Option<String>,
 );
-/// `HGET chunks`, `HGET total`, `SCARD done`, `HGETALL failed`.
-type StatusReply = (Option<u64>, Option<u64>, u64, Vec<(u64, String)>);
+/// `HGET chunks`, `HGET total`, `SCARD done`, `HGETALL failed`, `HGET reclaimed`.
+type StatusReply = (
+    Option<u64>,
+    Option<u64>,
+    u64,
+    Vec<(u64, String)>,
+    Option<u64>,
+);
 
 /// Enqueues a job once: when `meta` exists, returns what it holds; else
 /// writes it, creates the stream and its group and adds every chunk, all
@@ -190,6 +197,14 @@ impl CorpusQueue {
             _ => None,
         };
         if let Some(c) = taken {
+            // Counted for `embed queue status` (a take-over is worth seeing).
+            redis::cmd("HINCRBY")
+                .arg(&self.meta)
+                .arg("reclaimed")
+                .arg(1)
+                .query_async::<Value>(&mut con)
+                .await
+                .map_err(|e| self.err(e))?;
             return Ok(Some(Chunk {
                 reclaimed: true,
                 ..c
@@ -274,7 +289,7 @@ impl CorpusQueue {
     /// Where the job stands; an error when no such job was enqueued.
     pub async fn status(&self) -> Result<QueueStatus> {
         let mut con = self.con().await?;
-        let (chunks, total, done, failed): StatusReply = redis::pipe()
+        let (chunks, total, done, failed, reclaimed): StatusReply = redis::pipe()
             .cmd("HGET")
             .arg(&self.meta)
             .arg("chunks")
@@ -285,6 +300,9 @@ impl CorpusQueue {
             .arg(&self.done)
             .cmd("HGETALL")
             .arg(&self.failed)
+            .cmd("HGET")
+            .arg(&self.meta)
+            .arg("reclaimed")
             .query_async(&mut con)
             .await
             .map_err(|e| self.err(e))?;
@@ -318,7 +336,25 @@ impl CorpusQueue {
             in_progress,
             done,
             failed,
+            reclaimed: reclaimed.unwrap_or(0),
         })
+    }
+
+    /// Deletes every key of the job (its identity, chunks, done and failed
+    /// sets); `false` when there was no such job. Workers still at work on
+    /// it would then fail their next acknowledgement: callers check
+    /// [`status`](Self::status) first.
+    pub async fn delete(&self) -> Result<bool> {
+        let mut con = self.con().await?;
+        let removed: u64 = redis::cmd("DEL")
+            .arg(&self.meta)
+            .arg(&self.stream)
+            .arg(&self.done)
+            .arg(&self.failed)
+            .query_async(&mut con)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(removed > 0)
     }
 }
 

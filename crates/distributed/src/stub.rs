@@ -43,6 +43,10 @@ impl CorpusQueue {
     pub async fn status(&self) -> Result<QueueStatus> {
         match self.never {}
     }
+    /// Never called (no queue exists).
+    pub async fn delete(&self) -> Result<bool> {
+        match self.never {}
+    }
 }
 
 /// The shared rate limit (this build lacks Redis: [`SharedLimiter::new`] fails).

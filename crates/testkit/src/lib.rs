@@ -15,6 +15,8 @@
 //!   provider that registers one.
 //! * [`LeakCheck`]: the no-secret-leak test every provider brings (trace
 //!   logs, errors and `Debug` searched for the key).
+//! * [`RedisServer`]: a real `redis-server` on a free port of 127.0.0.1 for
+//!   the tests of the Redis stores, queues and the shared rate limit.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
@@ -35,6 +37,7 @@
 pub mod conformance;
 pub mod fixture;
 mod leak;
+mod redis;
 mod server;
 
 /// Writing a dialect: the trait, what the engine hands a handler, and what
@@ -52,6 +55,7 @@ pub mod dialect {
 pub use crate::dialect::Dialect;
 pub use crate::fixture::{Fixture, FixtureRegistration, fixtures, fixtures_registered};
 pub use crate::leak::LeakCheck;
+pub use crate::redis::RedisServer;
 pub use crate::server::{
     DEFAULT_OPENAI_MODELS, DEFAULT_REQUEST_LOG_LIMIT, FIXED_DIMENSION_OPENAI_MODELS, FakeServer,
     FakeServerBuilder, FakeServerConfig, Fault, FaultAction, Latency, OPENAI_MAX_INPUT_TOKENS,

@@ -69,6 +69,15 @@ pub struct FakeServerConfig {
     /// Tokens (cl100k_base) per minute over all embedding routes; 429 beyond.
     /// Not enforced when unset.
     pub tokens_per_minute: Option<u32>,
+    /// How much of each per-minute budget is there when the server starts
+    /// (or [`set_rate_limits`](crate::FakeServer::set_rate_limits) is
+    /// called), as time at the limit's rate: `0s` starts both buckets empty
+    /// (a key another client has just spent), `200ms` holds 200 ms of
+    /// budget, so a client that sends faster than the limit gets 429s at
+    /// once instead of after a minute. Unset: full (a whole minute's
+    /// budget, a fresh key).
+    #[serde(with = "humantime_serde")]
+    pub initial_budget: Option<Duration>,
     /// Faults to inject, evaluated in order for every request.
     pub faults: Vec<Fault>,
     /// The port to bind; 0 (the default) picks a free one.

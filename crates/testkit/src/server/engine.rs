@@ -180,6 +180,7 @@ impl FakeServerBuilder {
             limits: Mutex::new(Limits::new(
                 config.requests_per_minute,
                 config.tokens_per_minute,
+                config.initial_budget,
             )),
             log: Mutex::new(RequestLog::new(
                 config
@@ -252,7 +253,8 @@ impl Handle {
     }
 
     pub(crate) fn set_rate_limits(&self, rpm: Option<u32>, tpm: Option<u32>) {
-        *lock(&self.engine.limits) = Limits::new(rpm, tpm);
+        let mut limits = lock(&self.engine.limits);
+        *limits = Limits::new(rpm, tpm, limits.initial());
     }
 
     pub(crate) fn dialects(&self) -> impl Iterator<Item = &'static str> + '_ {

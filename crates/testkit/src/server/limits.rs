@@ -17,12 +17,19 @@ struct Bucket {
 }
 
 impl Bucket {
-    fn new(per_minute: u32, now: Instant) -> Self {
+    /// A bucket of a minute's budget, holding `initial` worth of it (the
+    /// whole minute when `None`).
+    fn new(per_minute: u32, initial: Option<Duration>, now: Instant) -> Self {
         let capacity = f64::from(per_minute);
+        let per_sec = capacity / 60.0;
+        let level = match initial {
+            Some(d) => (d.as_secs_f64() * per_sec).min(capacity),
+            None => capacity,
+        };
         Bucket {
             capacity,
-            level: capacity,
-            per_sec: capacity / 60.0,
+            level,
+            per_sec,
             last: now,
         }
     }
@@ -143,15 +150,24 @@ impl LimitRejection {
 pub(crate) struct Limits {
     requests: Bucket,
     tokens: Bucket,
+    initial: Option<Duration>,
 }
 
 impl Limits {
-    pub(crate) fn new(rpm: Option<u32>, tpm: Option<u32>) -> Self {
+    /// Buckets of `rpm` requests and `tpm` tokens per minute, holding
+    /// `initial` worth of budget (a whole minute when `None`).
+    pub(crate) fn new(rpm: Option<u32>, tpm: Option<u32>, initial: Option<Duration>) -> Self {
         let now = Instant::now();
         Limits {
-            requests: Bucket::new(rpm.unwrap_or(UNLIMITED), now),
-            tokens: Bucket::new(tpm.unwrap_or(UNLIMITED), now),
+            requests: Bucket::new(rpm.unwrap_or(UNLIMITED), initial, now),
+            tokens: Bucket::new(tpm.unwrap_or(UNLIMITED), initial, now),
+            initial,
         }
+    }
+
+    /// What the buckets held when they were made (see [`Limits::new`]).
+    pub(crate) fn initial(&self) -> Option<Duration> {
+        self.initial
     }
 
     fn snapshot(&self) -> LimitSnapshot {
@@ -248,7 +264,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn buckets_refill_over_time() {
-        let mut l = Limits::new(Some(2), Some(100));
+        let mut l = Limits::new(Some(2), Some(100), None);
         assert!(l.acquire(40).is_ok());
         assert!(l.acquire(40).is_ok());
         let r = l.acquire(10).unwrap_err();
@@ -262,5 +278,24 @@ mod tests {
         let ok = l.acquire(70).unwrap();
         assert_eq!(ok.remaining_requests, 0);
         assert_eq!(ok.remaining_tokens, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_initial_budget_is_what_the_buckets_start_with() {
+        // 6000 tokens/min = 100/s; 200 ms of it = 20 tokens.
+        let mut l = Limits::new(None, Some(6000), Some(Duration::from_millis(200)));
+        assert_eq!(l.peek().remaining_tokens, 20);
+        let r = l.acquire(30).unwrap_err();
+        assert_eq!(r.exceeded, Exceeded::Tokens);
+        let wait = r.retry_after.unwrap().as_secs_f64();
+        assert!((wait - 0.1).abs() < 1e-3, "{wait}");
+        tokio::time::advance(Duration::from_millis(100)).await;
+        assert_eq!(l.acquire(30).unwrap().remaining_tokens, 0);
+        // Empty: nothing until it refills; the limit reported is the minute's.
+        let mut empty = Limits::new(Some(60), Some(6000), Some(Duration::ZERO));
+        let r = empty.acquire(1).unwrap_err();
+        assert_eq!((r.exceeded, r.limit), (Exceeded::Requests, 60));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(empty.acquire(100).is_ok());
     }
 }

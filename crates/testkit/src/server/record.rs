@@ -37,6 +37,9 @@ pub struct RecordedRequest {
     pub input_type: Option<InputType>,
     /// The output type asked for, when the API has one and the request set it.
     pub output_type: Option<OutputType>,
+    /// When it arrived (tokio's clock, so a paused-time test sees its own
+    /// time): the pacing of a client is read from these.
+    pub received: tokio::time::Instant,
 }
 
 impl RecordedRequest {
@@ -102,6 +105,7 @@ struct Entry {
     headers: HeaderMap,
     body: Bytes,
     status: u16,
+    received: tokio::time::Instant,
 }
 
 /// The latest `limit` requests, in arrival order.
@@ -155,6 +159,7 @@ impl RequestLog {
             headers: headers.clone(),
             body: body.clone(),
             status: 0,
+            received: tokio::time::Instant::now(),
         });
         seq
     }
@@ -200,6 +205,7 @@ impl RequestLog {
                     inputs: None,
                     input_type: None,
                     output_type: None,
+                    received: e.received,
                 };
                 if let Some(d) = dialect {
                     let summary = d.describe(&r);
