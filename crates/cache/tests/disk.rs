@@ -331,3 +331,103 @@ async fn spaces_are_files_apart_and_a_wrong_space_misses() {
             .is_err()
     );
 }
+
+const META: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
+
+/// The recorded format of a closed directory (`None`: not recorded).
+fn recorded_format(dir: &Path) -> Option<u64> {
+    let db = redb::Database::open(dir.join("index.redb")).unwrap();
+    let txn = db.begin_read().unwrap();
+    let t = txn.open_table(META).unwrap();
+    t.get("format").unwrap().map(|v| v.value())
+}
+
+fn set_recorded_format(dir: &Path, format: Option<u64>) {
+    let db = redb::Database::open(dir.join("index.redb")).unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let mut t = txn.open_table(META).unwrap();
+        match format {
+            Some(v) => t.insert("format", v).unwrap(),
+            None => t.remove("format").unwrap(),
+        };
+    }
+    txn.commit().unwrap();
+}
+
+/// Turns a closed directory into what versions before the recorded format
+/// wrote (format 1): no "format" entry, record checksums the first 8 bytes
+/// of BLAKE3 keyed by the key over the row.
+fn downgrade_to_format_1(dir: &Path) {
+    set_recorded_format(dir, None);
+    let f = rows_file(dir);
+    let mut bytes = std::fs::read(&f).unwrap();
+    let row_bytes = DIM * 4;
+    for rec in bytes.chunks_exact_mut(32 + row_bytes + 8) {
+        let key: [u8; 32] = rec[..32].try_into().unwrap();
+        let sum = blake3::keyed_hash(&key, &rec[32..32 + row_bytes]);
+        rec[32 + row_bytes..].copy_from_slice(&sum.as_bytes()[..8]);
+    }
+    std::fs::write(&f, bytes).unwrap();
+}
+
+#[tokio::test]
+async fn a_format_1_directory_is_read_and_compaction_rewrites_it_as_format_2() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = DiskStore::open(dir.path(), DiskOptions::default()).unwrap();
+        put_range(&store, 0..10).await;
+    }
+    assert_eq!(recorded_format(dir.path()), Some(2), "a new directory");
+    downgrade_to_format_1(dir.path());
+    {
+        let store = DiskStore::open(dir.path(), DiskOptions::default()).unwrap();
+        assert_eq!(check_all(&store, 10).await, vec![true; 10]);
+        // Written to as format 1, read back.
+        put_range(&store, 10..15).await;
+        assert_eq!(check_all(&store, 15).await, vec![true; 15]);
+    }
+    assert_eq!(recorded_format(dir.path()), None, "still format 1");
+    {
+        let store = DiskStore::open(dir.path(), DiskOptions::default()).unwrap();
+        assert_eq!(store.compact().await.unwrap().entries, 15);
+        assert_eq!(check_all(&store, 15).await, vec![true; 15]);
+        put_range(&store, 15..20).await;
+    }
+    assert_eq!(recorded_format(dir.path()), Some(2), "upgraded by compact");
+    let store = DiskStore::open(dir.path(), DiskOptions::default()).unwrap();
+    assert_eq!(check_all(&store, 20).await, vec![true; 20]);
+}
+
+#[tokio::test]
+async fn a_format_1_record_read_as_format_2_is_a_miss() {
+    // A format-1 directory whose format entry says 2 (what an older version
+    // writing into a new directory amounts to): its records miss, never a
+    // wrong row, and are written again.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = DiskStore::open(dir.path(), DiskOptions::default()).unwrap();
+        put_range(&store, 0..10).await;
+    }
+    downgrade_to_format_1(dir.path());
+    set_recorded_format(dir.path(), Some(2));
+    let store = DiskStore::open(dir.path(), DiskOptions::default()).unwrap();
+    assert_eq!(check_all(&store, 10).await, vec![false; 10]);
+    put_range(&store, 0..10).await;
+    assert_eq!(check_all(&store, 10).await, vec![true; 10]);
+}
+
+#[tokio::test]
+async fn a_directory_of_a_newer_format_is_refused_with_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = DiskStore::open(dir.path(), DiskOptions::default()).unwrap();
+        put_range(&store, 0..3).await;
+    }
+    set_recorded_format(dir.path(), Some(3));
+    let e = DiskStore::open(dir.path(), DiskOptions::default()).unwrap_err();
+    assert_eq!(e.kind(), embeddings_core::ErrorKind::InvalidConfig);
+    assert!(e.message().contains("disk format 3"), "{e}");
+    // Left as it was.
+    assert_eq!(recorded_format(dir.path()), Some(3));
+}
