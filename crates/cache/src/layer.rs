@@ -563,12 +563,9 @@ fn from_rows(output: OutputType, dim: usize, rows: &[Option<Bytes>]) -> Result<E
     let all = rows.iter().flatten();
     match output {
         OutputType::F32 => {
-            let mut v: Vec<f32> = Vec::with_capacity(rows.len() * row_len);
-            for r in all {
-                v.extend(
-                    r.chunks_exact(4)
-                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-                );
+            let mut v = vec![0f32; rows.len() * row_len];
+            for (dst, r) in v.chunks_exact_mut(row_len.max(1)).zip(all) {
+                embeddings_core::f32_from_le_bytes(dst, r);
             }
             Embeddings::from_flat(v, dim)
         }
@@ -593,11 +590,7 @@ fn from_rows(output: OutputType, dim: usize, rows: &[Option<Bytes>]) -> Result<E
 fn write_row(out: &mut Embeddings, i: usize, bytes: &[u8]) {
     let n = out.row_len();
     match out.output_type() {
-        OutputType::F32 => {
-            for (d, c) in out.row_mut(i).iter_mut().zip(bytes.chunks_exact(4)) {
-                *d = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-            }
-        }
+        OutputType::F32 => embeddings_core::f32_from_le_bytes(out.row_mut(i), bytes),
         _ => {
             if let Some(buf) = out.as_u8_mut() {
                 if let Some(dst) = buf.get_mut(i * n..(i + 1) * n) {

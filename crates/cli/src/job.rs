@@ -18,12 +18,21 @@ use serde_json::value::RawValue;
 
 use crate::args::{EmbedArgs, OnError, StatsFormat};
 use crate::input::{Fields, InputReader, Source, SourcePos};
-use crate::output::{Dest, Writer, identity, lock_partial, with_suffix};
+use crate::output::{Dest, Position, Writer, identity, lock_partial, with_suffix};
 use crate::progress::Progress;
 use crate::resume::{Checkpoint, InputFiles, JobIdentity, checkpoint_path, save_checkpoint};
 
-/// How often the partial output is synced and a checkpoint saved.
+/// How often the partial output is synced and a checkpoint saved: after a
+/// second, or sooner once this many bytes were written since the last one
+/// (a fast job, e.g. a cached re-run, then streams its output to disk as it
+/// goes instead of leaving it all to the final sync).
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+const CHECKPOINT_BYTES: u64 = 32 << 20;
+
+/// Whether a checkpoint is due, `elapsed` and `written` since the last one.
+fn checkpoint_due(elapsed: Duration, written: u64) -> bool {
+    elapsed >= CHECKPOINT_EVERY || written >= CHECKPOINT_BYTES
+}
 /// Bad inputs listed by name in the summary (all are counted).
 const LISTED_SKIPS: usize = 20;
 
@@ -429,7 +438,31 @@ pub(crate) async fn run(
     let mut batches = embed_stream(Arc::clone(&embedder), texts, options);
     let mut progress = Progress::new(args.quiet, args.progress_interval, total, start_row);
     let mut last_checkpoint = Instant::now();
+    let mut checkpoint_bytes = 0u64;
 
+    // The checkpoint of a flushed output's position.
+    let checkpoint_at = |position: Position,
+                         inputs: &mut InputFiles,
+                         shared: &Shared,
+                         tokens: u64|
+     -> Result<Checkpoint> {
+        // Every input before the first pending one is written or skipped.
+        let (items, pos) = shared
+            .pending
+            .front()
+            .map_or((shared.read, shared.read_pos), |p| (p.index, p.start));
+        let skipped_now: Vec<_> = shared.skipped.iter().filter(|(i, _)| *i < items).collect();
+        Ok(Checkpoint::new(
+            job.clone(),
+            items,
+            position,
+            inputs.prefixes(pos)?,
+            skipped_count_before + skipped_now.len() as u64,
+            listed(&skipped_before, &skipped_now),
+            tokens,
+        ))
+    };
+    // Syncs the output, then saves its checkpoint, before returning.
     let checkpoint = |writer: &mut Writer,
                       inputs: &mut InputFiles,
                       shared: &Shared,
@@ -438,24 +471,21 @@ pub(crate) async fn run(
         let (Some(dest), Some(position)) = (dest, writer.sync()?) else {
             return Ok(());
         };
-        // Every input before the first pending one is written or skipped.
-        let (items, pos) = shared
-            .pending
-            .front()
-            .map_or((shared.read, shared.read_pos), |p| (p.index, p.start));
-        let skipped_now: Vec<_> = shared.skipped.iter().filter(|(i, _)| *i < items).collect();
-        save_checkpoint(
-            dest,
-            &Checkpoint::new(
-                job.clone(),
-                items,
-                position,
-                inputs.prefixes(pos)?,
-                skipped_count_before + skipped_now.len() as u64,
-                listed(&skipped_before, &skipped_now),
-                tokens,
-            ),
-        )
+        save_checkpoint(dest, &checkpoint_at(position, inputs, shared, tokens)?)
+    };
+    // The periodic checkpoint runs beside the job: the output is flushed
+    // here, then synced and the checkpoint saved on a thread of its own, so
+    // that rows go on being written while the disk catches up (a sync of a
+    // second's rows can take as long as writing them). One at a time; a
+    // checkpoint is saved only once the rows it counts are on disk.
+    let mut in_flight: Option<std::thread::JoinHandle<Result<()>>> = None;
+    let joined = |h: std::thread::JoinHandle<Result<()>>| -> Result<()> {
+        h.join().unwrap_or_else(|_| {
+            Err(Error::new(
+                ErrorKind::Internal,
+                "the checkpoint thread panicked",
+            ))
+        })
     };
 
     // Stream inputs handed back so far: the next batch starts there.
@@ -491,9 +521,8 @@ pub(crate) async fn run(
             match rows {
                 Some(rows) => {
                     tokens += rows.usage().map_or(0, |u| u.prompt_tokens);
-                    for (i, p) in rows_meta.iter().enumerate() {
-                        writer.write(p.index, p.id.as_deref(), rows.row_ref(i))?;
-                    }
+                    writer
+                        .write_batch(&rows, rows_meta.iter().map(|p| (p.index, p.id.as_deref())))?;
                 }
                 None => {
                     // One by one: keep what embeds, skip what the provider refuses.
@@ -536,10 +565,38 @@ pub(crate) async fn run(
                 tokens,
                 crate::retries::count(),
             );
-            if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
-                let s = shared.lock().unwrap_or_else(|p| p.into_inner());
-                checkpoint(&mut writer, &mut inputs, &s, tokens)?;
+            if checkpoint_due(
+                last_checkpoint.elapsed(),
+                writer.bytes_written() - checkpoint_bytes,
+            ) && in_flight.as_ref().is_none_or(|h| h.is_finished())
+            {
+                if let Some(h) = in_flight.take() {
+                    joined(h)?;
+                }
+                let flushed = match dest {
+                    Some(dest) => writer.flush()?.map(|f| (dest, f)),
+                    None => None,
+                };
+                if let Some((dest, (position, pending))) = flushed {
+                    let s = shared.lock().unwrap_or_else(|p| p.into_inner());
+                    let ck = checkpoint_at(position, &mut inputs, &s, tokens)?;
+                    let dest = dest.to_owned();
+                    let h = std::thread::Builder::new()
+                        .name("embed-checkpoint".to_owned())
+                        .spawn(move || {
+                            pending.sync()?;
+                            save_checkpoint(&dest, &ck)
+                        })
+                        .map_err(|e| {
+                            Error::new(
+                                ErrorKind::Internal,
+                                format!("cannot start the checkpoint thread: {e}"),
+                            )
+                        })?;
+                    in_flight = Some(h);
+                }
                 last_checkpoint = Instant::now();
+                checkpoint_bytes = writer.bytes_written();
             }
         }
         let fatal = shared
@@ -555,6 +612,13 @@ pub(crate) async fn run(
     .await;
     drop(batches);
     progress.finish();
+    // No checkpoint may land after the ones below or after the output is
+    // complete (its checkpoint removed); a failed one fails the job, as
+    // it did when it was saved in line.
+    let outcome = match (outcome, in_flight.take().map(joined)) {
+        (Ok(()), Some(Err(e))) => Err(e),
+        (outcome, _) => outcome,
+    };
 
     if let Err(e) = outcome {
         // Save what is done, so that --resume continues from here.
@@ -659,4 +723,18 @@ fn total_items(args: &EmbedArgs) -> Option<u64> {
         total += Source::path(p, args.input_format).count_items()?;
     }
     Some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_is_due_after_a_second_or_32_mib() {
+        let ms = Duration::from_millis;
+        assert!(!checkpoint_due(ms(999), (32 << 20) - 1));
+        assert!(checkpoint_due(ms(1000), 0));
+        // A fast job (a cached re-run writes ~500 MB/s) syncs as it goes.
+        assert!(checkpoint_due(ms(60), 32 << 20));
+    }
 }

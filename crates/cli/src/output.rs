@@ -22,7 +22,7 @@ use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use embeddings::{Error, ErrorKind, OutputType, Result, RowRef};
+use embeddings::{Embeddings, Error, ErrorKind, OutputType, Result, RowRef};
 use serde_json::value::RawValue;
 
 use crate::args::Format;
@@ -237,9 +237,11 @@ pub(crate) struct Writer {
     /// Elements per row (floats, or bytes: `dim / 8` rounded up when packed).
     dim: Option<usize>,
     buf: Vec<u8>,
-    /// BLAKE3 of what the partial file (and the ids spool) hold.
-    hash: RowHash,
-    ids_hash: blake3::Hasher,
+    /// Bytes handed to the sink by this process.
+    written: u64,
+    /// Digests of what the partial file (and the ids spool) hold.
+    hash: Digest,
+    ids_hash: Digest,
 }
 
 /// What a checkpoint needs to cut the output back to a whole row, and to
@@ -251,57 +253,41 @@ pub(crate) struct Position {
     pub(crate) id_bytes: u64,
     /// Elements per row.
     pub(crate) dim: Option<usize>,
-    /// BLAKE3 of the partial file's first `bytes` bytes.
-    pub(crate) blake3: String,
-    /// BLAKE3 of the ids spool's first `id_bytes` bytes (Parquet, Arrow).
+    /// XXH3-128 of the partial file's first `bytes` bytes, as hex.
+    pub(crate) digest: String,
+    /// XXH3-128 of the ids spool's first `id_bytes` bytes (Parquet, Arrow).
     #[serde(default)]
-    pub(crate) ids_blake3: String,
+    pub(crate) ids_digest: String,
 }
 
-/// The running BLAKE3 of the output, fed in blocks of 64 KiB: rows arrive
-/// a few hundred bytes at a time, and BLAKE3 hashes whole blocks several
-/// chunks at once (SIMD across chunks), about 3× faster than row by row.
-/// The digest is the same as of the bytes fed one by one.
-struct RowHash {
-    hasher: blake3::Hasher,
-    pending: Vec<u8>,
-}
+/// The running digest of an output file: XXH3-128, which proves on
+/// `--resume` that the partial file is what the job wrote (it guards
+/// against torn and changed files, not against an adversary). It runs at
+/// memory speed, so a job that writes hundreds of MB a second (a cached
+/// re-run) does not spend its time hashing, as it did with BLAKE3.
+#[derive(Clone)]
+struct Digest(Box<xxhash_rust::xxh3::Xxh3>);
 
-impl RowHash {
-    const BLOCK: usize = 64 * 1024;
-
-    fn new(hasher: blake3::Hasher) -> Self {
-        RowHash {
-            hasher,
-            pending: Vec::with_capacity(Self::BLOCK),
-        }
+impl Digest {
+    fn new() -> Self {
+        Digest(Box::new(xxhash_rust::xxh3::Xxh3::new()))
     }
 
     fn update(&mut self, bytes: &[u8]) {
-        if self.pending.len() + bytes.len() > Self::BLOCK {
-            self.hasher.update(&self.pending);
-            self.pending.clear();
-        }
-        if bytes.len() >= Self::BLOCK {
-            self.hasher.update(bytes);
-        } else {
-            self.pending.extend_from_slice(bytes);
-        }
+        self.0.update(bytes);
     }
 
     /// The digest of everything fed so far, as hex.
     fn hex(&self) -> String {
-        let mut h = self.hasher.clone();
-        h.update(&self.pending);
-        h.finalize().to_hex().to_string()
+        format!("{:032x}", self.0.digest128())
     }
 }
 
 /// Reads `len` bytes of `f` from its start: their hash and newline count.
-fn hash_prefix(f: &mut File, len: u64, p: &Path) -> Result<(blake3::Hasher, u64)> {
+fn hash_prefix(f: &mut File, len: u64, p: &Path) -> Result<(Digest, u64)> {
     f.seek(SeekFrom::Start(0))
         .map_err(|e| io_err("seek", p, e))?;
-    let mut hasher = blake3::Hasher::new();
+    let mut hasher = Digest::new();
     let mut newlines = 0u64;
     let mut buf = vec![0u8; 1 << 16];
     let mut left = len;
@@ -316,6 +302,23 @@ fn hash_prefix(f: &mut File, len: u64, p: &Path) -> Result<(blake3::Hasher, u64)
         left -= n as u64;
     }
     Ok((hasher, newlines))
+}
+
+/// Files flushed by [`Writer::flush`] that a checkpoint must see on disk
+/// before it is saved.
+pub(crate) struct PendingSync {
+    files: Vec<(File, PathBuf)>,
+}
+
+impl PendingSync {
+    /// `fdatasync`s each file (blocking: call it off the async threads when
+    /// the job goes on meanwhile).
+    pub(crate) fn sync(self) -> Result<()> {
+        for (f, p) in self.files {
+            f.sync_data().map_err(|e| io_err("sync", &p, e))?;
+        }
+        Ok(())
+    }
 }
 
 impl Writer {
@@ -394,8 +397,9 @@ impl Writer {
             rows: 0,
             dim: None,
             buf: Vec::with_capacity(1 << 12),
-            hash: RowHash::new(blake3::Hasher::new()),
-            ids_hash: blake3::Hasher::new(),
+            written: 0,
+            hash: Digest::new(),
+            ids_hash: Digest::new(),
         };
         match format {
             Format::Npy => w.put(&[b' '; NPY_HEADER_LEN])?,
@@ -440,7 +444,7 @@ impl Writer {
                 ));
             }
             let (hasher, newlines) = hash_prefix(&mut f, len, p)?;
-            if hasher.finalize().to_hex().as_str() != digest {
+            if hasher.hex() != digest {
                 return Err(mismatch(
                     p,
                     format!("its first {len} bytes are not those the job wrote"),
@@ -455,7 +459,7 @@ impl Writer {
             f.seek(SeekFrom::End(0)).map_err(|e| io_err("seek", p, e))?;
             Ok(())
         };
-        let (mut f, hash, newlines) = reopen(&partial, at.bytes, &at.blake3, Some(locked))?;
+        let (mut f, hash, newlines) = reopen(&partial, at.bytes, &at.digest, Some(locked))?;
         let row_bytes = (at.dim.unwrap_or(0) * output.element_size()) as u64;
         // The saved length must be that of the saved rows.
         let fits = match format {
@@ -472,7 +476,7 @@ impl Writer {
         }
         let (ids, ids_hash) = if matches!(format, Format::Parquet | Format::Arrow) {
             let p = with_suffix(&partial, ".ids");
-            let (mut f, h, lines) = reopen(&p, at.id_bytes, &at.ids_blake3, None)?;
+            let (mut f, h, lines) = reopen(&p, at.id_bytes, &at.ids_digest, None)?;
             if lines != at.rows {
                 return Err(mismatch(
                     &p,
@@ -482,7 +486,7 @@ impl Writer {
             cut(&mut f, at.id_bytes, &p)?;
             (Some((BufWriter::new(f), p)), h)
         } else {
-            (None, blake3::Hasher::new())
+            (None, Digest::new())
         };
         cut(&mut f, at.bytes, &partial)?;
         Ok(Writer {
@@ -497,7 +501,8 @@ impl Writer {
             rows: at.rows,
             dim: at.dim,
             buf: Vec::with_capacity(1 << 12),
-            hash: RowHash::new(hash),
+            written: 0,
+            hash,
             ids_hash,
         })
     }
@@ -506,10 +511,16 @@ impl Writer {
         if let Sink::File { .. } = self.sink {
             self.hash.update(bytes);
         }
+        self.written += bytes.len() as u64;
         self.sink
             .writer()
             .write_all(bytes)
             .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot write output: {e}")))
+    }
+
+    /// Bytes written by this process (not counting a resumed prefix).
+    pub(crate) fn bytes_written(&self) -> u64 {
+        self.written
     }
 
     /// Rows written so far.
@@ -517,13 +528,42 @@ impl Writer {
         self.rows
     }
 
-    /// Appends one row (`index`: its input position) of the writer's output type.
-    pub(crate) fn write(
+    /// Appends the rows of one batch, `meta` giving each one's input
+    /// position and id: rows of the raw formats go out as one write of the
+    /// batch's buffer.
+    pub(crate) fn write_batch<'m>(
         &mut self,
-        index: u64,
-        id: Option<&RawValue>,
-        row: RowRef<'_>,
+        rows: &Embeddings,
+        meta: impl ExactSizeIterator<Item = (u64, Option<&'m RawValue>)>,
     ) -> Result<()> {
+        if meta.len() != rows.len() {
+            return Err(Error::invalid_response(format!(
+                "{} rows for a batch of {} inputs",
+                rows.len(),
+                meta.len()
+            )));
+        }
+        if rows.is_empty() {
+            return Ok(());
+        }
+        if !matches!(self.format, Format::Npy | Format::Parquet | Format::Arrow) {
+            for (i, (index, id)) in meta.enumerate() {
+                self.write(index, id, rows.row_ref(i))?;
+            }
+            return Ok(());
+        }
+        // Rows of one batch share their type and length.
+        self.check_row(rows.row_ref(0))?;
+        self.put(&rows.le_bytes())?;
+        for (index, id) in meta {
+            self.write_id(index, id)?;
+            self.rows += 1;
+        }
+        Ok(())
+    }
+
+    /// Refuses a row of another type or length than those before it.
+    fn check_row(&mut self, row: RowRef<'_>) -> Result<()> {
         let len = match row {
             RowRef::F32(r) => r.len(),
             RowRef::I8(r) => r.len(),
@@ -551,18 +591,22 @@ impl Writer {
             }
             Some(_) => {}
         }
+        Ok(())
+    }
+
+    /// Appends one row (`index`: its input position) of the writer's output type.
+    pub(crate) fn write(
+        &mut self,
+        index: u64,
+        id: Option<&RawValue>,
+        row: RowRef<'_>,
+    ) -> Result<()> {
+        self.check_row(row)?;
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
-        match self.format {
-            Format::Npy | Format::Parquet | Format::Arrow => match row {
-                RowRef::F32(r) => {
-                    for x in r {
-                        buf.extend_from_slice(&x.to_le_bytes());
-                    }
-                }
-                RowRef::I8(r) => buf.extend(r.iter().map(|&x| x as u8)),
-                RowRef::U8(r) => buf.extend_from_slice(r),
-            },
+        let r = match self.format {
+            // Raw rows: their bytes as they are (little-endian), no copy.
+            Format::Npy | Format::Parquet | Format::Arrow => self.put(&row.le_bytes()),
             Format::Jsonl | Format::Json => {
                 if self.format == Format::Json && self.rows > 0 {
                     buf.extend_from_slice(b",\n");
@@ -571,11 +615,18 @@ impl Writer {
                 if self.format == Format::Jsonl {
                     buf.push(b'\n');
                 }
+                self.put(&buf)
             }
-        }
-        let r = self.put(&buf);
+        };
         self.buf = buf;
         r?;
+        self.write_id(index, id)?;
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// Parquet/Arrow: spools a row's input position and id.
+    fn write_id(&mut self, index: u64, id: Option<&RawValue>) -> Result<()> {
         if let Some((w, p)) = &mut self.ids {
             let mut line = Vec::with_capacity(32);
             let _ = write!(line, "{index}");
@@ -587,43 +638,51 @@ impl Writer {
             self.ids_hash.update(&line);
             w.write_all(&line).map_err(|e| io_err("write", p, e))?;
         }
-        self.rows += 1;
         Ok(())
     }
 
     /// Flushes and syncs the file output; returns the position a checkpoint
     /// can cut back to. `None` for stdout.
     pub(crate) fn sync(&mut self) -> Result<Option<Position>> {
+        let Some((position, pending)) = self.flush()? else {
+            return Ok(None);
+        };
+        pending.sync()?;
+        Ok(Some(position))
+    }
+
+    /// Flushes the file output to the OS: the position a checkpoint can cut
+    /// back to once the returned [`PendingSync`] has synced the files (on
+    /// another thread, while rows go on being written). `None` for stdout.
+    pub(crate) fn flush(&mut self) -> Result<Option<(Position, PendingSync)>> {
         let Sink::File { w, partial, .. } = &mut self.sink else {
             return Ok(None);
         };
-        w.flush().map_err(|e| io_err("write", partial, e))?;
-        w.get_ref()
-            .sync_data()
-            .map_err(|e| io_err("sync", partial, e))?;
-        let bytes = w
-            .get_ref()
-            .metadata()
-            .map_err(|e| io_err("read", partial, e))?
-            .len();
-        let mut id_bytes = 0;
-        if let Some((w, p)) = &mut self.ids {
+        let mut files = Vec::with_capacity(2);
+        let mut flushed = |w: &mut BufWriter<File>, p: &Path| -> Result<u64> {
             w.flush().map_err(|e| io_err("write", p, e))?;
-            w.get_ref().sync_data().map_err(|e| io_err("sync", p, e))?;
-            id_bytes = w
-                .get_ref()
-                .metadata()
-                .map_err(|e| io_err("read", p, e))?
-                .len();
-        }
-        Ok(Some(Position {
-            rows: self.rows,
-            bytes,
-            id_bytes,
-            dim: self.dim,
-            blake3: self.hash.hex(),
-            ids_blake3: self.ids_hash.clone().finalize().to_hex().to_string(),
-        }))
+            let f = w.get_ref();
+            let len = f.metadata().map_err(|e| io_err("read", p, e))?.len();
+            let clone = f.try_clone().map_err(|e| io_err("sync", p, e))?;
+            files.push((clone, p.to_owned()));
+            Ok(len)
+        };
+        let bytes = flushed(w, partial)?;
+        let id_bytes = match &mut self.ids {
+            Some((w, p)) => flushed(w, p)?,
+            None => 0,
+        };
+        Ok(Some((
+            Position {
+                rows: self.rows,
+                bytes,
+                id_bytes,
+                dim: self.dim,
+                digest: self.hash.hex(),
+                ids_digest: self.ids_hash.hex(),
+            },
+            PendingSync { files },
+        )))
     }
 
     /// Gives the output up: a file output's partial files are removed.

@@ -25,7 +25,7 @@ use crate::input::{Source, SourcePos};
 use crate::output::{Position, with_suffix};
 
 /// The checkpoint format this build writes and reads.
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 
 /// Everything that decides the rows of a job, but the input bytes themselves.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

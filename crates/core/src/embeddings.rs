@@ -70,6 +70,56 @@ pub enum RowRef<'a> {
     U8(&'a [u8]),
 }
 
+impl<'a> RowRef<'a> {
+    /// The row as little-endian bytes (4 per `f32`, 1 per byte type):
+    /// borrowed, without a copy, on little-endian targets.
+    ///
+    /// ```
+    /// use embeddings_core::RowRef;
+    /// let row = [0.5f32, -1.0];
+    /// let bytes = RowRef::F32(&row).le_bytes();
+    /// assert_eq!(bytes[..4], 0.5f32.to_le_bytes());
+    /// assert_eq!(bytes.len(), 8);
+    /// ```
+    pub fn le_bytes(&self) -> std::borrow::Cow<'a, [u8]> {
+        use std::borrow::Cow;
+        match *self {
+            #[cfg(target_endian = "little")]
+            RowRef::F32(r) => Cow::Borrowed(bytemuck::cast_slice(r)),
+            #[cfg(not(target_endian = "little"))]
+            RowRef::F32(r) => Cow::Owned(r.iter().flat_map(|x| x.to_le_bytes()).collect()),
+            RowRef::I8(r) => Cow::Borrowed(bytemuck::cast_slice(r)),
+            RowRef::U8(r) => Cow::Borrowed(r),
+        }
+    }
+}
+
+/// Fills `dst` with the `f32`s of little-endian bytes (4 per value), as a
+/// cache or a binary response holds them: one copy on little-endian
+/// targets. Panics when `src` is not `4 * dst.len()` bytes long.
+///
+/// ```
+/// let mut row = [0.0f32; 2];
+/// let bytes: Vec<u8> = [0.25f32, 3.0].iter().flat_map(|x| x.to_le_bytes()).collect();
+/// embeddings_core::f32_from_le_bytes(&mut row, &bytes);
+/// assert_eq!(row, [0.25, 3.0]);
+/// ```
+pub fn f32_from_le_bytes(dst: &mut [f32], src: &[u8]) {
+    assert_eq!(
+        src.len(),
+        dst.len() * 4,
+        "{} bytes for {} f32 values",
+        src.len(),
+        dst.len()
+    );
+    #[cfg(target_endian = "little")]
+    bytemuck::cast_slice_mut::<f32, u8>(dst).copy_from_slice(src);
+    #[cfg(not(target_endian = "little"))]
+    for (d, c) in dst.iter_mut().zip(src.chunks_exact(4)) {
+        *d = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+    }
+}
+
 /// The vectors of one batch: `len()` rows of `dim()` dimensions in one buffer.
 ///
 /// Row `i` always belongs to input `i`. One allocation per batch, not one per
@@ -310,12 +360,26 @@ impl Embeddings {
     /// Row `i` as little-endian bytes (4 per `f32`, 1 per byte type).
     /// Panics when out of range.
     pub fn row_bytes(&self, i: usize) -> std::borrow::Cow<'_, [u8]> {
-        use std::borrow::Cow;
-        match self.row_ref(i) {
-            RowRef::F32(r) => Cow::Owned(r.iter().flat_map(|x| x.to_le_bytes()).collect()),
-            RowRef::I8(r) => Cow::Owned(r.iter().map(|&x| x as u8).collect()),
-            RowRef::U8(r) => Cow::Borrowed(r),
+        self.row_ref(i).le_bytes()
+    }
+
+    /// Every row, in order, as little-endian bytes (what
+    /// [`row_bytes`](Embeddings::row_bytes) gives row by row): borrowed,
+    /// without a copy, on little-endian targets.
+    ///
+    /// ```
+    /// use embeddings_core::Embeddings;
+    /// let e = Embeddings::from_flat(vec![1.0, 0.0, 0.0, 1.0], 2).unwrap();
+    /// assert_eq!(e.le_bytes().len(), 16);
+    /// assert_eq!(e.le_bytes()[8..], *e.row_bytes(1));
+    /// ```
+    pub fn le_bytes(&self) -> std::borrow::Cow<'_, [u8]> {
+        match &self.data {
+            Data::F32(v) => RowRef::F32(v),
+            Data::I8(v) => RowRef::I8(v),
+            Data::U8(v) => RowRef::U8(v),
         }
+        .le_bytes()
     }
 
     /// Row `i` (`f32`), mutable. Panics when out of range or not `f32`.
@@ -612,6 +676,45 @@ impl ExactSizeIterator for Rows<'_> {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn le_bytes_round_trip_every_f32_bit_pattern_in_row_order() {
+        let values = [
+            0.5f32,
+            -0.0,
+            f32::MIN_POSITIVE,
+            f32::MAX,
+            -3.25,
+            1e-40,
+            7.0,
+            -1.0,
+        ];
+        let e = Embeddings::from_flat(values.to_vec(), 4).unwrap();
+        for i in 0..2 {
+            let bytes = e.row_bytes(i);
+            let want: Vec<u8> = values[i * 4..i * 4 + 4]
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect();
+            assert_eq!(&*bytes, &want[..]);
+            let mut back = [1.0f32; 4];
+            f32_from_le_bytes(&mut back, &bytes);
+            let bits = |r: &[f32]| r.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&back), bits(&values[i * 4..i * 4 + 4]));
+        }
+        let nan = f32::from_bits(0x7fc0_1234);
+        let mut one = [0.0f32];
+        f32_from_le_bytes(&mut one, &nan.to_le_bytes());
+        assert_eq!(one[0].to_bits(), 0x7fc0_1234);
+        let q = [-2i8, 5];
+        assert_eq!(&*RowRef::I8(&q).le_bytes(), &[254u8, 5]);
+    }
+
+    #[test]
+    #[should_panic(expected = "7 bytes for 2 f32 values")]
+    fn f32_from_le_bytes_refuses_a_wrong_length() {
+        f32_from_le_bytes(&mut [0.0; 2], &[0; 7]);
+    }
 
     #[test]
     fn rows_are_in_order_and_contiguous() {

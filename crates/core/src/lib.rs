@@ -37,7 +37,9 @@ pub use crate::embedder::{
     BoxFuture, Embedder, EmbedderExt, Layer, LayerFn, ProviderInfo, Wrapper, estimate_tokens,
     single_row, split_by_bytes,
 };
-pub use crate::embeddings::{Embeddings, RateLimitSnapshot, RowRef, Rows, Usage};
+pub use crate::embeddings::{
+    Embeddings, RateLimitSnapshot, RowRef, Rows, Usage, f32_from_le_bytes,
+};
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::registry::{LayerRegistration, ProviderRegistration, registered};
 pub use crate::request::{EmbedRequest, InputType, OutputType};
