@@ -563,9 +563,9 @@ fn from_rows(output: OutputType, dim: usize, rows: &[Option<Bytes>]) -> Result<E
     let all = rows.iter().flatten();
     match output {
         OutputType::F32 => {
-            let mut v = vec![0f32; rows.len() * row_len];
-            for (dst, r) in v.chunks_exact_mut(row_len.max(1)).zip(all) {
-                embeddings_core::f32_from_le_bytes(dst, r);
+            let mut v: Vec<f32> = Vec::with_capacity(rows.len() * row_len);
+            for r in all {
+                embeddings_core::extend_f32_from_le_bytes(&mut v, r);
             }
             Embeddings::from_flat(v, dim)
         }

@@ -120,6 +120,31 @@ pub fn f32_from_le_bytes(dst: &mut [f32], src: &[u8]) {
     }
 }
 
+/// Appends the `f32`s of little-endian bytes (4 per value; a trailing
+/// partial value is ignored) to `dst`, without zeroing its room first: one
+/// copy when `src` is 4-byte aligned on a little-endian target, else value
+/// by value.
+///
+/// ```
+/// let mut v = vec![1.0f32];
+/// let bytes: Vec<u8> = [0.25f32, 3.0].iter().flat_map(|x| x.to_le_bytes()).collect();
+/// embeddings_core::extend_f32_from_le_bytes(&mut v, &bytes);
+/// assert_eq!(v, [1.0, 0.25, 3.0]);
+/// ```
+pub fn extend_f32_from_le_bytes(dst: &mut Vec<f32>, src: &[u8]) {
+    let whole = &src[..src.len() / 4 * 4];
+    #[cfg(target_endian = "little")]
+    if let Ok(floats) = bytemuck::try_cast_slice::<u8, f32>(whole) {
+        dst.extend_from_slice(floats);
+        return;
+    }
+    dst.extend(
+        whole
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+    );
+}
+
 /// The vectors of one batch: `len()` rows of `dim()` dimensions in one buffer.
 ///
 /// Row `i` always belongs to input `i`. One allocation per batch, not one per
@@ -701,6 +726,15 @@ mod tests {
             f32_from_le_bytes(&mut back, &bytes);
             let bits = |r: &[f32]| r.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&back), bits(&values[i * 4..i * 4 + 4]));
+        }
+        // Aligned and unaligned sources give the same values.
+        let mut padded = vec![0u8; 1];
+        padded.extend_from_slice(&e.le_bytes());
+        for src in [&e.le_bytes()[..], &padded[1..]] {
+            let mut v = vec![9.0f32];
+            extend_f32_from_le_bytes(&mut v, src);
+            let bits = |r: &[f32]| r.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&v[1..]), bits(&values));
         }
         let nan = f32::from_bits(0x7fc0_1234);
         let mut one = [0.0f32];

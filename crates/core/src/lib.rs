@@ -38,7 +38,7 @@ pub use crate::embedder::{
     single_row, split_by_bytes,
 };
 pub use crate::embeddings::{
-    Embeddings, RateLimitSnapshot, RowRef, Rows, Usage, f32_from_le_bytes,
+    Embeddings, RateLimitSnapshot, RowRef, Rows, Usage, extend_f32_from_le_bytes, f32_from_le_bytes,
 };
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::registry::{LayerRegistration, ProviderRegistration, registered};
