@@ -207,14 +207,15 @@ impl CacheLayer {
         // The fingerprint is read on every call: a provider may change it
         // after discovery (Ollama's switch to its legacy endpoint).
         let info = self.inner.info();
-        let fingerprint = info.fingerprint();
         let mut spaces = self.spaces.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(s) = spaces.iter().find(|s| {
-            s.dimension() == dim && s.output_type() == output && s.fingerprint() == fingerprint
+            s.dimension() == dim
+                && s.output_type() == output
+                && info.has_fingerprint(s.fingerprint())
         }) {
             return s.clone();
         }
-        let s = Space::from_parts(&fingerprint, &info.model, dim, output);
+        let s = Space::from_parts(&info.fingerprint(), &info.model, dim, output);
         spaces.push(s.clone());
         s
     }

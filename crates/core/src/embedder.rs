@@ -96,6 +96,24 @@ impl ProviderInfo {
         )
     }
 
+    /// Whether `fingerprint` is this [fingerprint](ProviderInfo::fingerprint),
+    /// compared without building it (a cache asks on every call).
+    ///
+    /// ```
+    /// let mut info = embeddings_core::ProviderInfo::new("openai", "m", 256);
+    /// info.add_fingerprint("dimensions", 256);
+    /// assert!(info.has_fingerprint(&info.fingerprint()));
+    /// assert!(!info.has_fingerprint("provider=openai;model=m"));
+    /// ```
+    pub fn has_fingerprint(&self, fingerprint: &str) -> bool {
+        fingerprint
+            .strip_prefix("provider=")
+            .and_then(|f| f.strip_prefix(&*self.provider))
+            .and_then(|f| f.strip_prefix(";model="))
+            .and_then(|f| f.strip_prefix(self.model.as_str()))
+            .is_some_and(|f| f == self.settings)
+    }
+
     /// Whether the provider sends `input_type` on the wire.
     #[inline]
     pub fn supports_input_type(&self, t: InputType) -> bool {
@@ -570,6 +588,30 @@ impl Embedder for Arc<dyn Embedder> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn has_fingerprint_is_equality_with_the_built_fingerprint(
+            p in "[a-z;=]{0,4}", m in "[a-z;=]{0,4}", k in "[a-z]{0,2}", v in "[a-z;=]{0,3}",
+            p2 in "[a-z;=]{0,4}", m2 in "[a-z;=]{0,4}", v2 in "[a-z;=]{0,3}",
+        ) {
+            let info = |p: &str, m: &str, v: &str| {
+                let mut i = ProviderInfo::new(p.to_owned(), m, 8);
+                if !v.is_empty() {
+                    i.add_fingerprint(&k, v);
+                }
+                i
+            };
+            let a = info(&p, &m, &v);
+            let b = info(&p2, &m2, &v2);
+            proptest::prop_assert!(a.has_fingerprint(&a.fingerprint()));
+            proptest::prop_assert_eq!(a.has_fingerprint(&b.fingerprint()), a.fingerprint() == b.fingerprint());
+            let cut = a.fingerprint();
+            proptest::prop_assert!(!a.has_fingerprint(&cut[..cut.len() - 1]));
+            let longer = format!("{cut}x");
+            proptest::prop_assert!(!a.has_fingerprint(&longer));
+        }
+    }
 
     #[test]
     fn byte_split_covers_text_on_char_boundaries() {
