@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-use embeddings_testkit::{FakeServer, FakeServerConfig};
+use embeddings_testkit::{FakeServer, FakeServerConfig, ServerRuntime};
 
 fn env_usize(name: &str, default: usize) -> usize {
     match std::env::var(name) {
@@ -206,17 +206,15 @@ fn main() -> ExitCode {
     let rows = env_usize("CLI_CACHE_ROWS", 100_000);
     let rounds = env_usize("CLI_CACHE_ROUNDS", 3).max(1);
     let bin = embed_binary();
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let server = server_rt
-        .block_on(FakeServer::start(FakeServerConfig {
+    let server_rt = ServerRuntime::new();
+    let server = FakeServer::start_on(
+        &server_rt,
+        FakeServerConfig {
             request_log_limit: Some(0),
             ..FakeServerConfig::default()
-        }))
-        .expect("the fake server starts");
+        },
+    )
+    .expect("the fake server starts");
     let base_url = server.openai_base_url();
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.txt");

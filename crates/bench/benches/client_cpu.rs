@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use cpu_time::ThreadTime;
 use embeddings::{Config, Embedder};
-use embeddings_testkit::{FakeServer, FakeServerConfig};
+use embeddings_testkit::{FakeServer, FakeServerConfig, ServerRuntime};
 
 const INPUTS: usize = 2048;
 const ROUNDS: usize = 7;
@@ -27,17 +27,15 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 fn main() {
     // The server runs on its own runtime and threads.
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("server runtime");
-    let server = server_rt
-        .block_on(FakeServer::start(FakeServerConfig {
+    let server_rt = ServerRuntime::new();
+    let server = FakeServer::start_on(
+        &server_rt,
+        FakeServerConfig {
             request_log_limit: Some(0),
             ..FakeServerConfig::default()
-        }))
-        .expect("fake server");
+        },
+    )
+    .expect("fake server");
     // The client: the bare provider on a current-thread runtime in this thread.
     let client_rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use embeddings::{Config, Embedder};
-use embeddings_testkit::{FakeServer, FakeServerConfig};
+use embeddings_testkit::{FakeServer, FakeServerConfig, ServerRuntime};
 
 /// Every request's latency, in microseconds.
 #[derive(Debug, Default, Clone)]
@@ -59,24 +59,22 @@ impl Latencies {
 }
 
 struct Setup {
-    _server_rt: tokio::runtime::Runtime,
+    _server_rt: ServerRuntime,
     _server: FakeServer,
     rt: tokio::runtime::Runtime,
     embedder: Arc<dyn Embedder>,
 }
 
 fn setup() -> Setup {
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let server = server_rt
-        .block_on(FakeServer::start(FakeServerConfig {
+    let server_rt = ServerRuntime::new();
+    let server = FakeServer::start_on(
+        &server_rt,
+        FakeServerConfig {
             request_log_limit: Some(0),
             ..FakeServerConfig::default()
-        }))
-        .expect("the fake server starts");
+        },
+    )
+    .expect("the fake server starts");
     let mut config = Config::for_provider("openai");
     config.base_url = Some(server.openai_base_url());
     config.api_key = Some("sk-bench".to_owned().into());

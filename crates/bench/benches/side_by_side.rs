@@ -25,7 +25,9 @@ use async_openai::types::embeddings::{CreateEmbeddingRequestArgs, EncodingFormat
 use cpu_time::ThreadTime;
 use embeddings::{Embedder, EmbedderBuilder};
 use embeddings_bench::alloc::{PeakAlloc, peak, reset_peak, track_this_thread};
-use embeddings_testkit::{FakeServer, FakeServerConfig, Fault, FaultAction, Latency};
+use embeddings_testkit::{
+    FakeServer, FakeServerConfig, Fault, FaultAction, Latency, ServerRuntime,
+};
 
 #[global_allocator]
 static ALLOC: PeakAlloc = PeakAlloc;
@@ -190,19 +192,17 @@ fn main() {
         .and_then(|r| r.parse().ok())
         .unwrap_or(3);
     // The server: its own runtime and worker thread (untracked).
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("server runtime");
+    let server_rt = ServerRuntime::new();
     let start = |faults: Vec<Fault>| {
-        server_rt
-            .block_on(FakeServer::start(FakeServerConfig {
+        FakeServer::start_on(
+            &server_rt,
+            FakeServerConfig {
                 request_log_limit: Some(0),
                 faults,
                 ..FakeServerConfig::default()
-            }))
-            .expect("fake server")
+            },
+        )
+        .expect("fake server")
     };
     let fast = start(Vec::new());
     let slow = start(vec![Fault::new(FaultAction::Latency(Latency::Fixed(

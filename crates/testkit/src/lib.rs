@@ -60,8 +60,8 @@ pub use crate::server::{
     DEFAULT_OPENAI_MODELS, DEFAULT_REQUEST_LOG_LIMIT, FIXED_DIMENSION_OPENAI_MODELS, FakeServer,
     FakeServerBuilder, FakeServerConfig, Fault, FaultAction, Latency, OPENAI_MAX_INPUT_TOKENS,
     OPENAI_MAX_INPUTS, OPENAI_MAX_REQUEST_TOKENS, OllamaDialect, OllamaFixture, OllamaModel,
-    OpenAiDialect, OpenAiFixture, RateLimitedFault, RecordedRequest, Route, Stats, StatusFault,
-    Trigger, count_tokens,
+    OpenAiDialect, OpenAiFixture, RateLimitedFault, RecordedRequest, Route, ServerRuntime, Stats,
+    StatusFault, Trigger, count_tokens,
 };
 
 #[doc(hidden)]

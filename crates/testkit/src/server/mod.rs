@@ -33,6 +33,40 @@ pub use self::route::Route;
 pub use self::rows::{JsonRows, Rows};
 pub use self::tokens::count_tokens;
 
+/// A tokio runtime with one worker thread of its own for fake servers, so
+/// that a bench measures its client apart from the server (and a client on
+/// a current-thread runtime does not serve its own requests). Keep it
+/// alive as long as the servers started on it.
+///
+/// ```
+/// use embeddings_testkit::{FakeServer, FakeServerConfig, ServerRuntime};
+/// let rt = ServerRuntime::new();
+/// let server = FakeServer::start_on(&rt, FakeServerConfig::default()).unwrap();
+/// assert!(server.openai_base_url().starts_with("http://127.0.0.1:"));
+/// ```
+#[derive(Debug)]
+pub struct ServerRuntime(tokio::runtime::Runtime);
+
+impl ServerRuntime {
+    /// The runtime: one worker thread, IO and time enabled. Panics when the
+    /// OS refuses a thread.
+    pub fn new() -> ServerRuntime {
+        ServerRuntime(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("the fake server's runtime starts"),
+        )
+    }
+}
+
+impl Default for ServerRuntime {
+    fn default() -> Self {
+        ServerRuntime::new()
+    }
+}
+
 /// A running fake server. It stops serving, and closes every connection, when dropped.
 ///
 /// ```
@@ -65,6 +99,12 @@ impl FakeServer {
             .config(config)
             .start()
             .await
+    }
+
+    /// Starts a server (as [`FakeServer::start`]) on `rt`, from code that is
+    /// not async: a bench's `main`, a blocking test. See [`ServerRuntime`].
+    pub fn start_on(rt: &ServerRuntime, config: FakeServerConfig) -> std::io::Result<FakeServer> {
+        rt.0.block_on(FakeServer::start(config))
     }
 
     /// A server of the dialects you mount (none by default: every path is a 404).
