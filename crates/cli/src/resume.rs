@@ -11,7 +11,7 @@
 //! each consumed prefix is byte for byte the same; what follows it may have
 //! changed (a bad line fixed after the job stopped on it is the point of
 //! `--resume`). The partial output is checked by the output module against
-//! its own BLAKE3 hash in the checkpoint.
+//! its own XXH3-128 digest in the checkpoint.
 
 use std::fs::File;
 use std::io::Read;
