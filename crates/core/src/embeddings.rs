@@ -271,7 +271,7 @@ impl Embeddings {
     pub fn zeroed(rows: usize, dim: usize) -> Self {
         Embeddings {
             rows,
-            data: Data::F32(vec![0.0; rows * dim]),
+            data: Data::F32(crate::memory::zeroed_vec(rows * dim)),
             ..Embeddings::empty(dim)
         }
     }
@@ -283,9 +283,9 @@ impl Embeddings {
         Embeddings {
             rows,
             data: match output {
-                OutputType::F32 => Data::F32(vec![0.0; n]),
-                OutputType::Int8 | OutputType::Binary => Data::I8(vec![0; n]),
-                OutputType::Uint8 | OutputType::Ubinary => Data::U8(vec![0; n]),
+                OutputType::F32 => Data::F32(crate::memory::zeroed_vec(n)),
+                OutputType::Int8 | OutputType::Binary => Data::I8(crate::memory::zeroed_vec(n)),
+                OutputType::Uint8 | OutputType::Ubinary => Data::U8(crate::memory::zeroed_vec(n)),
             },
             ..Embeddings::empty_of(output, dim)
         }

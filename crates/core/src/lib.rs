@@ -16,6 +16,8 @@
 //!   looked up by case-insensitive name.
 //! * [`json_number`]: the strict, correctly rounded JSON-number-to-`f32`
 //!   parser the providers' response decoders share.
+//! * [`memory`]: large buffers backed by transparent huge pages on Linux,
+//!   so that a batch of thousands of vectors faults cheaply.
 //!
 //! This crate depends on no HTTP client and names no provider.
 
@@ -24,6 +26,7 @@ mod embedder;
 mod embeddings;
 mod error;
 pub mod json_number;
+pub mod memory;
 pub mod quantize;
 pub mod registry;
 mod request;

@@ -99,7 +99,7 @@ pub async fn read_body(mut resp: reqwest::Response, cap: BodyCap, host: &str) ->
     };
     let mut next_try = 1024;
     let first = resp.content_length().map_or(16 * 1024, |l| l as usize);
-    let mut buf = Vec::with_capacity(first.min(limit));
+    let mut buf = embeddings_core::memory::with_capacity(first.min(limit));
     while let Some(chunk) = resp
         .chunk()
         .await

@@ -160,20 +160,29 @@ pub fn decode_base64_into(
             expected_bytes: want,
         });
     }
-    if scratch.len() != want {
-        scratch.resize(want, 0);
-    }
-    let n = B64
-        .decode_slice(text, scratch)
-        .map_err(|e| RowError::Base64(e.to_string()))?;
+    // Little-endian targets decode straight into the row's bytes.
+    #[cfg(target_endian = "little")]
+    let n = {
+        let _ = scratch;
+        B64.decode_slice(text, bytemuck::cast_slice_mut::<f32, u8>(out))
+    };
+    #[cfg(not(target_endian = "little"))]
+    let n = {
+        if scratch.len() != want {
+            scratch.resize(want, 0);
+        }
+        let n = B64.decode_slice(text, scratch);
+        if n.is_ok() {
+            embeddings_core::f32_from_le_bytes(out, scratch);
+        }
+        n
+    };
+    let n = n.map_err(|e| RowError::Base64(e.to_string()))?;
     if n != want {
         return Err(RowError::Base64Length {
             len: text.len(),
             expected_bytes: want,
         });
-    }
-    for (dst, src) in out.iter_mut().zip(scratch.chunks_exact(4)) {
-        *dst = f32::from_le_bytes([src[0], src[1], src[2], src[3]]);
     }
     check_finite(out)
 }
