@@ -160,29 +160,34 @@ pub fn decode_base64_into(
             expected_bytes: want,
         });
     }
+    // SIMD base64 (AVX2/SSSE3/NEON, detected at run time): padded or not,
+    // by the length already checked.
+    let engine = if text.len() == padded {
+        &base64_simd::STANDARD
+    } else {
+        &base64_simd::STANDARD_NO_PAD
+    };
+    let malformed = || RowError::Base64("invalid base64".to_owned());
+    // The length is right, so a wrong decoded length is wrong padding.
+    if engine.decoded_length(text).map_err(|_| malformed())? != want {
+        return Err(malformed());
+    }
     // Little-endian targets decode straight into the row's bytes.
     #[cfg(target_endian = "little")]
-    let n = {
+    {
         let _ = scratch;
-        B64.decode_slice(text, bytemuck::cast_slice_mut::<f32, u8>(out))
-    };
+        let bytes = bytemuck::cast_slice_mut::<f32, u8>(out);
+        engine
+            .decode(text, base64_simd::Out::from_slice(bytes))
+            .map_err(|_| malformed())?;
+    }
     #[cfg(not(target_endian = "little"))]
-    let n = {
-        if scratch.len() != want {
-            scratch.resize(want, 0);
-        }
-        let n = B64.decode_slice(text, scratch);
-        if n.is_ok() {
-            embeddings_core::f32_from_le_bytes(out, scratch);
-        }
-        n
-    };
-    let n = n.map_err(|e| RowError::Base64(e.to_string()))?;
-    if n != want {
-        return Err(RowError::Base64Length {
-            len: text.len(),
-            expected_bytes: want,
-        });
+    {
+        scratch.resize(want, 0);
+        engine
+            .decode(text, base64_simd::Out::from_slice(&mut scratch[..]))
+            .map_err(|_| malformed())?;
+        embeddings_core::f32_from_le_bytes(out, scratch);
     }
     check_finite(out)
 }
