@@ -11,6 +11,8 @@
 //! SIDE_BY_SIDE_ROUNDS=5 cargo bench -p embeddings-bench --bench side_by_side
 //! ```
 //!
+//! Each client runs in a process of its own (the bench runs itself once
+//! per client with `SIDE_BY_SIDE_ONLY` set; set it yourself to run one).
 //! Prints the median over the rounds (3 by default, after one warm-up) of
 //! client CPU per 10k rows, wall time and peak allocation, for: this
 //! library through `EmbedderBuilder` (base64 and floats), async-openai's
@@ -186,7 +188,29 @@ async fn peer_float(client: &async_openai::Client<OpenAIConfig>, texts: &[String
     out.iter().map(Vec::len).sum()
 }
 
+/// The clients, each measured in a process of its own (so that one
+/// client's heap, left by another, does not make its allocations cheaper).
+const CLIENTS: [&str; 5] = [
+    "ours/base64",
+    "ours/float",
+    "async-openai/create_base64",
+    "async-openai/create_float",
+    "latency50ms",
+];
+
 fn main() {
+    if std::env::var_os("SIDE_BY_SIDE_ONLY").is_none() {
+        let exe = std::env::current_exe().expect("the bench's own path");
+        for client in CLIENTS {
+            let status = std::process::Command::new(&exe)
+                .args(std::env::args_os().skip(1))
+                .env("SIDE_BY_SIDE_ONLY", client)
+                .status()
+                .expect("run one client");
+            assert!(status.success(), "{client}: {status}");
+        }
+        return;
+    }
     let rounds: usize = std::env::var("SIDE_BY_SIDE_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
