@@ -216,7 +216,7 @@ fn main() {
         .and_then(|r| r.parse().ok())
         .unwrap_or(3);
     // The server: its own runtime and worker thread (untracked).
-    let server_rt = ServerRuntime::new();
+    let server_rt = ServerRuntime::with_workers(2);
     let start = |faults: Vec<Fault>| {
         FakeServer::start_on(
             &server_rt,

@@ -51,9 +51,16 @@ impl ServerRuntime {
     /// The runtime: one worker thread, IO and time enabled. Panics when the
     /// OS refuses a thread.
     pub fn new() -> ServerRuntime {
+        ServerRuntime::with_workers(1)
+    }
+
+    /// The runtime with `workers` worker threads (at least one), so that
+    /// concurrent requests are answered in parallel. Panics when the OS
+    /// refuses a thread.
+    pub fn with_workers(workers: usize) -> ServerRuntime {
         ServerRuntime(
             tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
+                .worker_threads(workers.max(1))
                 .enable_all()
                 .build()
                 .expect("the fake server's runtime starts"),

@@ -6,8 +6,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::http::{Method, StatusCode};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use embeddings_core::{Config, OutputType};
 use serde::{Deserialize, Serialize};
 
@@ -596,7 +594,8 @@ fn base64_body(rows: &Rows, model: &str, tokens: usize, as_f64: bool) -> Vec<u8>
     let encoded: usize = (0..rows.len())
         .map(|i| (rows.row(i).len() * 4).div_ceil(3) * 4)
         .sum();
-    let mut out = Vec::with_capacity(encoded + rows.len() * 64 + model.len() + 128);
+    let mut out =
+        embeddings_core::memory::with_capacity(encoded + rows.len() * 64 + model.len() + 128);
     let mut bytes: Vec<u8> = Vec::new();
     out.extend_from_slice(br#"{"object":"list","data":["#);
     for i in 0..rows.len() {
@@ -610,18 +609,12 @@ fn base64_body(rows: &Rows, model: &str, tokens: usize, as_f64: bool) -> Vec<u8>
         );
         let row = rows.row(i);
         bytes.clear();
-        bytes.reserve(row.len() * 4);
-        for x in row {
-            if as_f64 {
-                bytes.extend_from_slice(&f64::from(*x).to_le_bytes());
-            } else {
-                bytes.extend_from_slice(&x.to_le_bytes());
-            }
+        if as_f64 {
+            bytes.extend(row.iter().flat_map(|x| f64::from(*x).to_le_bytes()));
+        } else {
+            bytes.extend(row.iter().flat_map(|x| x.to_le_bytes()));
         }
-        let at = out.len();
-        out.resize(at + (bytes.len()).div_ceil(3) * 4, 0);
-        let written = BASE64.encode_slice(&bytes, &mut out[at..]).unwrap_or(0);
-        out.truncate(at + written);
+        base64_simd::STANDARD.encode_append(&bytes, &mut out);
         out.extend_from_slice(b"\"}");
     }
     out.extend_from_slice(br#"],"model":"#);
