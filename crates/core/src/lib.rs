@@ -6,6 +6,8 @@
 //!   (inputs, [`InputType`], [`OutputType`], known token counts).
 //! * [`Wrapper`] and [`Layer`]: the forwarding base of layers and the unit
 //!   of the layer stack.
+//! * [`RowSink`]: rows of the caller's result buffer that a provider may
+//!   decode its answer straight into (set by the batch layer).
 //! * [`Embeddings`]: one contiguous row-major buffer per batch (`f32`, or
 //!   bytes for the quantized output types, see [`quantize`]).
 //! * [`ProviderInfo`]: what the layers plan batches and limits with.
@@ -30,6 +32,7 @@ pub mod memory;
 pub mod quantize;
 pub mod registry;
 mod request;
+mod sink;
 
 pub use crate::config::{
     BatchConfig, ConcurrencyConfig, Config, ENV_DIMENSIONS, ENV_MODEL, ENV_PROVIDER,
@@ -46,6 +49,7 @@ pub use crate::embeddings::{
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::registry::{LayerRegistration, ProviderRegistration, registered};
 pub use crate::request::{EmbedRequest, InputType, OutputType};
+pub use crate::sink::{RowSink, SliceSink};
 
 /// Re-exported so provider crates and applications use the same `async_trait`.
 pub use async_trait::async_trait;

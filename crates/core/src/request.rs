@@ -6,6 +6,8 @@ use std::ops::Range;
 
 use serde::Deserialize;
 
+use crate::RowSink;
+
 /// What the inputs of a request are for.
 ///
 /// Providers whose API has the notion map it natively (Cohere's
@@ -166,7 +168,7 @@ impl fmt::Display for OutputType {
 /// assert_eq!(req.inputs, &["what is a cat?"]);
 /// assert_eq!(EmbedRequest::new(&texts).input_type, InputType::Document);
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub struct EmbedRequest<'a> {
     /// The texts; row `i` of the answer belongs to `inputs[i]`.
@@ -178,7 +180,29 @@ pub struct EmbedRequest<'a> {
     /// Tokens of each input by the provider's count, when already known
     /// (same length as `inputs`).
     pub token_counts: Option<&'a [usize]>,
+    /// Where a provider may decode the `f32` rows of its answer straight
+    /// into (see [`RowSink`]); set by the batch layer.
+    pub sink: Option<&'a dyn RowSink>,
 }
+
+/// Equal when the inputs, the types and the counts are, and both requests
+/// have the same sink (the same object) or none.
+impl PartialEq for EmbedRequest<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        let same_sink = match (self.sink, other.sink) {
+            (None, None) => true,
+            (Some(a), Some(b)) => std::ptr::addr_eq(a, b),
+            _ => false,
+        };
+        self.inputs == other.inputs
+            && self.input_type == other.input_type
+            && self.output_type == other.output_type
+            && self.token_counts == other.token_counts
+            && same_sink
+    }
+}
+
+impl Eq for EmbedRequest<'_> {}
 
 impl<'a> EmbedRequest<'a> {
     /// Documents, as `f32`.
@@ -189,6 +213,7 @@ impl<'a> EmbedRequest<'a> {
             input_type: InputType::Document,
             output_type: OutputType::F32,
             token_counts: None,
+            sink: None,
         }
     }
 
@@ -225,7 +250,24 @@ impl<'a> EmbedRequest<'a> {
         self
     }
 
-    /// The same request (types kept) for other inputs; token counts are dropped.
+    /// Lets the provider decode the answer's `f32` rows straight into
+    /// `sink` (see [`RowSink`]).
+    #[inline]
+    pub fn with_sink(mut self, sink: &'a dyn RowSink) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+
+    /// The same request without a sink: what a layer that reads or changes
+    /// the rows forwards.
+    #[inline]
+    pub fn without_sink(mut self) -> Self {
+        self.sink = None;
+        self
+    }
+
+    /// The same request (types kept) for other inputs; token counts and
+    /// the sink are dropped.
     #[inline]
     pub fn with_inputs<'b>(&self, inputs: &'b [&'b str]) -> EmbedRequest<'b> {
         EmbedRequest {
@@ -233,10 +275,12 @@ impl<'a> EmbedRequest<'a> {
             input_type: self.input_type,
             output_type: self.output_type,
             token_counts: None,
+            sink: None,
         }
     }
 
-    /// The sub-request of the inputs in `range` (token counts kept).
+    /// The sub-request of the inputs in `range` (token counts kept; the
+    /// sink, which holds the rows of every input, dropped).
     /// Panics when the range is out of bounds, like slice indexing.
     #[inline]
     pub fn slice(&self, range: Range<usize>) -> EmbedRequest<'a> {
@@ -245,7 +289,21 @@ impl<'a> EmbedRequest<'a> {
             input_type: self.input_type,
             output_type: self.output_type,
             token_counts: self.token_counts.map(|c| &c[range]),
+            sink: None,
         }
+    }
+
+    /// The sink, when the provider may use it for an answer of `rows` rows
+    /// of `dim` `f32` values: the request asks for `f32`, has `rows` inputs
+    /// and the sink has that shape.
+    #[inline]
+    pub fn sink_for(&self, rows: usize, dim: usize) -> Option<&'a dyn RowSink> {
+        self.sink.filter(|s| {
+            self.output_type == OutputType::F32
+                && rows == self.inputs.len()
+                && dim > 0
+                && s.shape() == (rows, dim)
+        })
     }
 
     /// Number of inputs.
@@ -310,6 +368,31 @@ mod tests {
                 .token_counts,
             None
         );
+    }
+
+    #[test]
+    fn a_sink_is_offered_only_for_f32_rows_of_its_shape_and_never_to_a_part() {
+        let texts = ["a", "b"];
+        let mut rows = [0.0f32; 6];
+        let sink = crate::SliceSink::new(&mut rows, 3).unwrap();
+        let req = EmbedRequest::new(&texts).with_sink(&sink);
+        assert!(req.sink_for(2, 3).is_some());
+        assert!(req.sink_for(2, 4).is_none(), "another dimension");
+        assert!(req.sink_for(1, 3).is_none(), "another row count");
+        assert!(
+            req.with_output_type(OutputType::Int8)
+                .sink_for(2, 3)
+                .is_none()
+        );
+        assert!(req.slice(0..1).sink.is_none() && req.with_inputs(&texts).sink.is_none());
+        assert!(req.without_sink().sink.is_none());
+        // Equality: same sink object or none.
+        assert_eq!(req, req);
+        assert_ne!(req, req.without_sink());
+        let mut other_rows = [0.0f32; 6];
+        let other = crate::SliceSink::new(&mut other_rows, 3).unwrap();
+        assert_ne!(req, EmbedRequest::new(&texts).with_sink(&other));
+        assert_eq!(EmbedRequest::new(&texts), EmbedRequest::new(&texts));
     }
 
     #[test]

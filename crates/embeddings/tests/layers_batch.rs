@@ -269,6 +269,118 @@ async fn a_wrong_row_count_is_an_invalid_response() {
     assert!(e.message().contains("inputs 0..2"), "{e}");
 }
 
+#[tokio::test]
+async fn a_sub_batch_answered_with_no_rows_is_an_invalid_response_not_zeros() {
+    // The layer hands each sub-batch a sink over its rows of the result; a
+    // provider that answers no rows without filling it must not leave
+    // zeros in the result.
+    let probe = Arc::new(
+        Probe::new("m", 4)
+            .with_info(|i| i.max_batch_size = 2)
+            .script([Step::NoRows]),
+    );
+    let layer = BatchLayer::new(probe, BatchConfig::default());
+    let e = layer.embed_documents(&["a", "b", "c"]).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidResponse);
+    assert!(
+        e.message().contains("inputs 0..2") && e.message().contains("0 vectors for 2 inputs"),
+        "{e}"
+    );
+}
+
+/// Forwards to the mock, recording whether each call carried a row sink;
+/// with `strip`, forwards without it (a provider that ignores sinks). It
+/// produces f32 only, so the batch layer computes binary types from f32.
+#[derive(Debug)]
+struct SinkSpy {
+    info: embeddings::ProviderInfo,
+    inner: Arc<MockEmbedder>,
+    strip: bool,
+    sinks: std::sync::Mutex<Vec<bool>>,
+}
+
+#[embeddings::async_trait]
+impl Embedder for SinkSpy {
+    fn info(&self) -> &embeddings::ProviderInfo {
+        &self.info
+    }
+
+    async fn embed(
+        &self,
+        request: embeddings::EmbedRequest<'_>,
+    ) -> embeddings::Result<embeddings::Embeddings> {
+        self.sinks.lock().unwrap().push(request.sink.is_some());
+        let request = if self.strip {
+            request.without_sink()
+        } else {
+            request
+        };
+        self.inner.embed(request).await
+    }
+
+    async fn health_check(&self) -> embeddings::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn sub_batches_go_straight_into_the_result_or_are_copied_with_the_same_rows() {
+    let owned = texts(23);
+    let inputs = refs(&owned);
+    let tokens: u64 = inputs
+        .iter()
+        .map(|t| embeddings::estimate_tokens(t) as u64)
+        .sum();
+    for strip in [false, true] {
+        let inner = mock(6, MockFaults::default());
+        let mut info = inner.info().clone();
+        info.output_types = &[embeddings::OutputType::F32];
+        let spy = Arc::new(SinkSpy {
+            info,
+            inner,
+            strip,
+            sinks: Default::default(),
+        });
+        let config = BatchConfig {
+            max_batch_size: Some(5),
+            concurrency: 3,
+            ..BatchConfig::default()
+        };
+        let layer = BatchLayer::new(spy.clone(), config);
+        let rows = layer.embed_documents(&inputs).await.unwrap();
+        assert_rows(&rows, "mock", &inputs);
+        assert_eq!(
+            rows.usage().unwrap().prompt_tokens,
+            tokens,
+            "usage of every sub-batch"
+        );
+        assert_eq!(
+            *spy.sinks.lock().unwrap(),
+            [true; 5],
+            "a sink per sub-batch"
+        );
+        // Binary computed from f32 rows: the f32 sub-batches still use sinks.
+        spy.sinks.lock().unwrap().clear();
+        let packed = layer
+            .embed(
+                embeddings::EmbedRequest::new(&inputs)
+                    .with_output_type(embeddings::OutputType::Ubinary),
+            )
+            .await
+            .unwrap();
+        let want = rows
+            .clone()
+            .quantized(embeddings::OutputType::Ubinary)
+            .unwrap();
+        assert_eq!(packed.as_u8(), want.as_u8());
+        assert_eq!(*spy.sinks.lock().unwrap(), [true; 5]);
+        // A call of one request goes on as it is: no sink.
+        spy.sinks.lock().unwrap().clear();
+        layer.embed_documents(&inputs[..3]).await.unwrap();
+        assert_eq!(*spy.sinks.lock().unwrap(), [false]);
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn transient_faults_through_the_registry_end_with_every_row_in_place() {
     let config = Config::from_toml_str(

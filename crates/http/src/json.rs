@@ -700,11 +700,15 @@ impl<'a> Scanner<'a> {
 /// (`0`), the first row sets it and every other row must agree. Rows are
 /// parsed straight into their place; [`RowBuffer::finish`] refuses an
 /// answer with another number of rows than asked.
+///
+/// The rows go to a buffer of its own, or, made with
+/// [`RowBuffer::by_index_into`] / [`RowBuffer::sequential_into`], into the
+/// caller's rows (a [`RowSink`](embeddings_core::RowSink)'s).
 #[derive(Debug)]
-pub struct RowBuffer {
+pub struct RowBuffer<'d> {
     rows: usize,
     dim: usize,
-    out: Option<Embeddings>,
+    out: Out<'d>,
     /// Empty when sequential.
     filled: Vec<bool>,
     by_index: bool,
@@ -713,12 +717,61 @@ pub struct RowBuffer {
     scratch_f32: Vec<f32>,
 }
 
-impl RowBuffer {
+/// Where a row buffer's rows go.
+#[derive(Debug)]
+enum Out<'d> {
+    /// The dimension is not known yet.
+    Unknown,
+    Owned(Embeddings),
+    Into(&'d mut [f32]),
+}
+
+impl Out<'_> {
+    #[inline]
+    fn row(&mut self, index: usize, dim: usize) -> Option<&mut [f32]> {
+        match self {
+            Out::Unknown => None,
+            Out::Owned(e) => (index < e.len()).then(|| e.row_mut(index)),
+            Out::Into(rows) => rows.get_mut(index * dim..(index + 1) * dim),
+        }
+    }
+}
+
+impl RowBuffer<'static> {
     fn new(rows: usize, dim: usize, by_index: bool) -> Self {
+        let out = if dim > 0 {
+            Out::Owned(Embeddings::zeroed(rows, dim))
+        } else {
+            Out::Unknown
+        };
+        RowBuffer::with_out(rows, dim, by_index, out)
+    }
+}
+
+impl<'d> RowBuffer<'d> {
+    /// `rows` rows of `dim` values written into `dst` (`rows × dim` values,
+    /// row-major), placed by the index each item names;
+    /// [`RowBuffer::finish`] then returns no rows. `None` when `dim` is `0`
+    /// or `dst` has another length.
+    pub fn by_index_into(dst: &'d mut [f32], rows: usize, dim: usize) -> Option<Self> {
+        RowBuffer::into_rows(dst, rows, dim, true)
+    }
+
+    /// Like [`RowBuffer::by_index_into`], rows placed in the order they come.
+    pub fn sequential_into(dst: &'d mut [f32], rows: usize, dim: usize) -> Option<Self> {
+        RowBuffer::into_rows(dst, rows, dim, false)
+    }
+
+    fn into_rows(dst: &'d mut [f32], rows: usize, dim: usize, by_index: bool) -> Option<Self> {
+        (dim > 0 && rows.checked_mul(dim) == Some(dst.len()))
+            .then(|| RowBuffer::with_out(rows, dim, by_index, Out::Into(dst)))
+    }
+
+    fn with_out(rows: usize, dim: usize, by_index: bool, out: Out<'d>) -> Self {
         RowBuffer {
             rows,
             dim,
-            out: (dim > 0).then(|| Embeddings::zeroed(rows, dim)),
+            out,
             filled: if by_index {
                 vec![false; rows]
             } else {
@@ -763,7 +816,7 @@ impl RowBuffer {
     /// Whether the buffer exists (the dimension is known).
     #[inline]
     pub fn ready(&self) -> bool {
-        self.out.is_some()
+        !matches!(self.out, Out::Unknown)
     }
 
     /// Checks that row `index` may still be filled (by-index buffers: not
@@ -801,7 +854,7 @@ impl RowBuffer {
         if index >= self.rows {
             return None;
         }
-        self.out.as_mut().map(|o| o.row_mut(index))
+        self.out.row(index, self.dim)
     }
 
     /// Parses the float array at the cursor into row `index` (claimed),
@@ -810,8 +863,8 @@ impl RowBuffer {
     pub fn floats_at(&mut self, s: &mut Scanner<'_>, index: usize) -> Step<()> {
         self.in_range(index)?;
         s.ws();
-        if let Some(out) = self.out.as_mut() {
-            let end = parse_floats_into(s.b, s.i, out.row_mut(index)).map_err(|e| e.to_string())?;
+        if let Some(row) = self.out.row(index, self.dim) {
+            let end = parse_floats_into(s.b, s.i, row).map_err(|e| e.to_string())?;
             s.i = end;
             self.done(index);
             return Ok(());
@@ -859,17 +912,18 @@ impl RowBuffer {
         }
     }
 
-    /// Allocates the output once the dimension is learned from a row.
-    fn learn_dim(&mut self, dim: usize, index: usize) -> Step<&mut Embeddings> {
+    /// Allocates the output once the dimension is learned from a row, and
+    /// returns row `index` (in range).
+    fn learn_dim(&mut self, dim: usize, index: usize) -> Step<&mut [f32]> {
         if dim == 0 {
             return Err(format!("embedding {index} is empty"));
         }
-        if self.out.is_none() {
+        if !self.ready() {
             self.dim = dim;
-            self.out = Some(Embeddings::zeroed(self.rows, dim));
+            self.out = Out::Owned(Embeddings::zeroed(self.rows, dim));
         }
         self.out
-            .as_mut()
+            .row(index, self.dim)
             .ok_or_else(|| "internal: no output buffer".to_owned())
     }
 
@@ -878,8 +932,7 @@ impl RowBuffer {
         self.in_range(index)?;
         let v = std::mem::take(&mut self.scratch_f32);
         let result = (|| {
-            let out = self.learn_dim(v.len(), index)?;
-            let row = out.row_mut(index);
+            let row = self.learn_dim(v.len(), index)?;
             if row.len() != v.len() {
                 let e = RowError::Dimension {
                     got: v.len(),
@@ -898,7 +951,7 @@ impl RowBuffer {
     /// it when unknown.
     pub fn place_base64(&mut self, index: usize, text: &[u8]) -> Step {
         self.in_range(index)?;
-        if self.out.is_none() {
+        if !self.ready() {
             decode_base64_bytes(text, &mut self.scratch)
                 .map_err(|e| format!("embedding {index}: {e}"))?;
             let n = self.scratch.len();
@@ -910,10 +963,10 @@ impl RowBuffer {
             self.learn_dim(n / 4, index)?;
         }
         let dim = self.dim;
-        let Some(out) = self.out.as_mut() else {
+        let Some(row) = self.out.row(index, dim) else {
             return Err("internal: no output buffer".to_owned());
         };
-        decode_base64_into(text, out.row_mut(index), &mut self.scratch).map_err(|e| match e {
+        decode_base64_into(text, row, &mut self.scratch).map_err(|e| match e {
             RowError::Base64Length { len, .. } => format!(
                 "embedding {index}: base64 of {len} characters does not hold {dim} f32 values (wrong dimension or truncated)"
             ),
@@ -929,15 +982,15 @@ impl RowBuffer {
         if index >= self.rows {
             return false;
         }
-        let Some(out) = self.out.as_mut() else {
+        let (padded, unpadded) = base64_lengths(self.dim * 4);
+        let Some(row) = self.out.row(index, self.dim) else {
             return false;
         };
-        let (padded, unpadded) = base64_lengths(self.dim * 4);
         let start = s.i + 1;
         for len in [padded, unpadded] {
             if s.b.get(start + len) == Some(&b'"') {
                 let text = &s.b[start..start + len];
-                if decode_base64_into(text, out.row_mut(index), &mut self.scratch).is_ok() {
+                if decode_base64_into(text, row, &mut self.scratch).is_ok() {
                     s.i = start + len + 1;
                     return true;
                 }
@@ -947,18 +1000,46 @@ impl RowBuffer {
     }
 
     /// The batch, when every row came; else an `InvalidResponse` naming the counts.
-    pub fn finish(mut self) -> Result<Embeddings> {
+    /// Rows written into the caller's rows ([`RowBuffer::by_index_into`])
+    /// are not in the returned value: it has no rows then.
+    pub fn finish(self) -> Result<Embeddings> {
         if self.count != self.rows {
             return Err(Error::invalid_response(format!(
                 "expected {} embeddings (one per input), got {}",
                 self.rows, self.count
             )));
         }
-        Ok(self
-            .out
-            .take()
-            .unwrap_or_else(|| Embeddings::empty(self.dim)))
+        Ok(match self.out {
+            Out::Owned(e) => e,
+            Out::Unknown | Out::Into(_) => Embeddings::empty(self.dim),
+        })
     }
+}
+
+/// Runs `decode` over a row buffer for an answer of `rows` rows of `dim`
+/// values, placed by index (`by_index`) or in order: into `sink` when one
+/// is given (a [`RowSink`](embeddings_core::RowSink) of that shape, from
+/// [`EmbedRequest::sink_for`](embeddings_core::EmbedRequest::sink_for); the
+/// result then has no rows and the sink is filled only when `decode`
+/// succeeds), else into a buffer of its own.
+pub fn decode_rows(
+    sink: Option<&dyn embeddings_core::RowSink>,
+    rows: usize,
+    dim: usize,
+    by_index: bool,
+    mut decode: impl FnMut(RowBuffer<'_>) -> Result<Embeddings>,
+) -> Result<Embeddings> {
+    let Some(sink) = sink else {
+        return decode(RowBuffer::new(rows, dim, by_index));
+    };
+    let mut out = None;
+    sink.write(&mut |dst| {
+        let buffer = RowBuffer::into_rows(dst, rows, dim, by_index)
+            .ok_or_else(|| Error::invalid_input("a row sink of another shape than the request"))?;
+        out = Some(decode(buffer)?);
+        Ok(())
+    })?;
+    out.ok_or_else(|| Error::invalid_response("internal: the row sink ran no decoder"))
 }
 
 // ---------------------------------------------------------------------------

@@ -143,7 +143,7 @@ fn signed_integer(s: &mut Scanner<'_>, i: usize) -> Result<i64, String> {
 }
 
 enum Rows {
-    Float(RowBuffer),
+    Float(RowBuffer<'static>),
     Packed(Packed),
 }
 

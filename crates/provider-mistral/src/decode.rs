@@ -141,7 +141,7 @@ impl IntRows {
 }
 
 enum Rows {
-    Float(RowBuffer),
+    Float(RowBuffer<'static>),
     Int(IntRows),
 }
 

@@ -384,10 +384,21 @@ impl Embedder for MockEmbedder {
         self.record(&request);
         self.before_call(texts).await?;
         let dim = self.info.dimension;
-        let mut out = Embeddings::zeroed(texts.len(), dim);
-        for (row, text) in out.as_flat_mut().chunks_exact_mut(dim).zip(texts) {
-            fill_vector(&self.info.model, text, row);
+        let fill = |rows: &mut [f32]| {
+            for (row, text) in rows.chunks_exact_mut(dim).zip(texts) {
+                fill_vector(&self.info.model, text, row);
+            }
+        };
+        // Straight into the caller's rows when it gave a sink for them.
+        if let Some(sink) = request.sink_for(texts.len(), dim) {
+            sink.write(&mut |rows| {
+                fill(rows);
+                Ok(())
+            })?;
+            return Ok(Embeddings::empty(dim).with_usage(Self::usage(texts)));
         }
+        let mut out = Embeddings::zeroed(texts.len(), dim);
+        fill(out.as_flat_mut());
         out.with_usage(Self::usage(texts))
             .quantized(request.output_type)
     }

@@ -58,7 +58,7 @@ pub use crate::config::{
     DEFAULT_HOST, ENV_API_KEY, ENV_HOST, KeepAlive, OllamaSection, resolve_host,
 };
 pub use crate::error::parse_error;
-pub use crate::parse::parse_embed_response;
+pub use crate::parse::{parse_embed_response, parse_embed_response_into};
 
 use crate::config::display_host;
 use crate::error::{is_missing_route, parse_error_masked};
@@ -378,7 +378,11 @@ impl OllamaEmbedder {
     }
 
     /// One `POST /api/embed` for every text; `None` when the route is missing.
-    async fn embed_batch(&self, texts: &[&str]) -> Result<Option<Embeddings>> {
+    async fn embed_batch(
+        &self,
+        texts: &[&str],
+        sink: Option<&dyn embeddings_core::RowSink>,
+    ) -> Result<Option<Embeddings>> {
         let req = EmbedRequest {
             model: &self.model,
             input: texts,
@@ -402,8 +406,13 @@ impl OllamaEmbedder {
         if !answer.is_success() {
             return Err(self.status_error(&answer));
         }
-        let e = parse_embed_response(&answer.body, texts.len(), self.dim.get().copied())
-            .map_err(|e| self.client.finish(e))?;
+        let e = parse::parse_embed_response_into(
+            &answer.body,
+            texts.len(),
+            self.dim.get().copied(),
+            sink,
+        )
+        .map_err(|e| self.client.finish(e))?;
         self.learn_dimension(e.dim())?;
         Ok(Some(e))
     }
@@ -538,7 +547,8 @@ impl Embedder for OllamaEmbedder {
         tracing::trace!(host = %self.shown_host, model = %self.model, inputs = texts.len(),
             "ollama: embed");
         if !self.legacy.load(Ordering::Relaxed) {
-            if let Some(e) = self.embed_batch(texts).await? {
+            let sink = request.sink_for(texts.len(), self.dimension());
+            if let Some(e) = self.embed_batch(texts, sink).await? {
                 return Ok(e);
             }
             if !self.legacy.swap(true, Ordering::Relaxed) {

@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use embeddings_core::{Embeddings, Error, Result, Usage};
+use embeddings_core::{Embeddings, Error, Result, RowSink, Usage};
 use embeddings_http::json::{self, RowBuffer, RowError, Scanner};
 use serde::Deserialize;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
@@ -36,14 +36,45 @@ pub fn parse_embed_response(
     expected_rows: usize,
     expected_dim: Option<usize>,
 ) -> Result<Embeddings> {
-    let mut rows = RowBuffer::sequential(expected_rows, expected_dim.unwrap_or(0));
-    let count = parse_top(body, &mut rows, false)
-        .map_err(|m| Error::invalid_response(format!("/api/embed answer: {m}")))?;
-    let mut e = finish(rows)?;
-    if let Some(n) = count {
-        e.set_usage(Some(Usage::tokens(n)));
-    }
-    Ok(e)
+    parse_embed_response_into(body, expected_rows, expected_dim, None)
+}
+
+/// [`parse_embed_response`] straight into `sink` when given (a sink of
+/// `expected_rows` × the known dimension, from
+/// [`EmbedRequest::sink_for`](embeddings_core::EmbedRequest::sink_for)): the
+/// result then has no rows, its usage is kept.
+///
+/// ```
+/// use embeddings_core::{RowSink, SliceSink};
+/// let body = br#"{"model":"m","embeddings":[[1,0],[0.5,-0.25]],"prompt_eval_count":4}"#;
+/// let mut rows = [0.0f32; 4];
+/// let sink = SliceSink::new(&mut rows, 2).unwrap();
+/// let e = embeddings_ollama::parse_embed_response_into(body, 2, Some(2), Some(&sink)).unwrap();
+/// assert!(e.is_empty() && sink.is_filled());
+/// assert_eq!(e.usage().unwrap().prompt_tokens, 4);
+/// // One row too few: an error, and the sink is not filled.
+/// assert!(embeddings_ollama::parse_embed_response_into(br#"{"embeddings":[[1,0]]}"#, 2, Some(2), Some(&sink)).is_err());
+/// assert!(!sink.is_filled());
+/// drop(sink);
+/// assert_eq!(rows[2..], [0.5, -0.25]);
+/// ```
+pub fn parse_embed_response_into(
+    body: &[u8],
+    expected_rows: usize,
+    expected_dim: Option<usize>,
+    sink: Option<&dyn RowSink>,
+) -> Result<Embeddings> {
+    let dim = expected_dim.unwrap_or(0);
+    let sink = sink.filter(|_| dim > 0);
+    json::decode_rows(sink, expected_rows, dim, false, |mut rows| {
+        let count = parse_top(body, &mut rows, false)
+            .map_err(|m| Error::invalid_response(format!("/api/embed answer: {m}")))?;
+        let mut e = finish(rows)?;
+        if let Some(n) = count {
+            e.set_usage(Some(Usage::tokens(n)));
+        }
+        Ok(e)
+    })
 }
 
 /// Parses the body of a legacy `POST /api/embeddings` answer

@@ -36,7 +36,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use embeddings_core::{Embeddings, Error, ErrorKind, Result, Usage};
+use embeddings_core::{Embeddings, Error, ErrorKind, Result, RowSink, Usage};
 use embeddings_http::json::{self, RowBuffer, Scanner, Step};
 use embeddings_http::{MAX_EXCERPT, excerpt};
 use serde::{Deserialize, Serialize};
@@ -138,9 +138,28 @@ pub fn parse_float_row(text: &str, out: &mut [f32]) -> std::result::Result<(), R
 ///
 /// [`ErrorKind::InvalidResponse`]: embeddings_core::ErrorKind::InvalidResponse
 pub fn decode_response(body: &[u8], expected_rows: usize, dim: usize) -> Result<Embeddings> {
+    decode_response_into(body, expected_rows, dim, None)
+}
+
+/// [`decode_response`] into `sink` when the request's sink takes this
+/// answer ([`EmbedRequest::sink_for`](embeddings_core::EmbedRequest::sink_for)):
+/// the rows go straight into it and the result has none (usage kept);
+/// otherwise as [`decode_response`].
+pub fn decode_response_into(
+    body: &[u8],
+    expected_rows: usize,
+    dim: usize,
+    sink: Option<&dyn RowSink>,
+) -> Result<Embeddings> {
+    json::decode_rows(sink, expected_rows, dim, true, |rows| {
+        decode_with(body, rows)
+    })
+}
+
+fn decode_with(body: &[u8], rows: RowBuffer<'_>) -> Result<Embeddings> {
     let mut d = Decoder {
         s: Scanner::new(body),
-        rows: RowBuffer::by_index(expected_rows, dim),
+        rows,
         usage: None,
         saw_data: false,
         server_error: None,
@@ -162,15 +181,15 @@ enum Pending<'a> {
 }
 
 /// The OpenAI envelope around the toolkit's scanner and row buffer.
-struct Decoder<'a> {
+struct Decoder<'a, 'd> {
     s: Scanner<'a>,
-    rows: RowBuffer,
+    rows: RowBuffer<'d>,
     usage: Option<Usage>,
     saw_data: bool,
     server_error: Option<String>,
 }
 
-impl<'a> Decoder<'a> {
+impl<'a> Decoder<'a, '_> {
     fn finish(self) -> Result<Embeddings> {
         if !self.saw_data {
             let why = match &self.server_error {
@@ -444,6 +463,31 @@ mod tests {
         }
         let e = decode_response(body_b64(&[(0, &A)]).as_bytes(), 1, 3).unwrap();
         assert_eq!(e.usage(), Some(Usage::tokens(3)));
+    }
+
+    #[test]
+    fn answers_decode_straight_into_a_sink_and_a_bad_one_leaves_it_unfilled() {
+        use embeddings_core::{RowSink, SliceSink};
+        for (body, usage) in [
+            (body_b64(&[(1, &B), (0, &A)]), Some(Usage::tokens(3))),
+            (body_float(&[(1, &B), (0, &A)]), None),
+        ] {
+            let mut rows = [0.0f32; 6];
+            let sink = SliceSink::new(&mut rows, 3).unwrap();
+            let e = decode_response_into(body.as_bytes(), 2, 3, Some(&sink)).unwrap();
+            assert!(e.is_empty(), "the rows are in the sink, not in the result");
+            assert_eq!((e.dim(), e.usage()), (3, usage));
+            assert!(sink.is_filled());
+            drop(sink);
+            assert_eq!(rows[..3], A);
+            assert_eq!(rows[3..], B);
+            // Missing a row, or another shape: an error, the sink unfilled.
+            let mut rows = [0.0f32; 9];
+            let sink = SliceSink::new(&mut rows, 3).unwrap();
+            assert!(decode_response_into(body.as_bytes(), 3, 3, Some(&sink)).is_err());
+            assert!(decode_response_into(body.as_bytes(), 2, 3, Some(&sink)).is_err());
+            assert!(!sink.is_filled());
+        }
     }
 
     #[test]

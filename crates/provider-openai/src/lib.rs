@@ -66,7 +66,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use embeddings_core::{
-    Config, EmbedRequest, Embedder, Embeddings, Error, ProviderInfo, Result, SecretString,
+    Config, EmbedRequest, Embedder, Embeddings, Error, ProviderInfo, Result, RowSink, SecretString,
     async_trait,
 };
 use embeddings_http::{
@@ -477,15 +477,18 @@ impl OpenAiEmbedder {
     /// Floats are decoded as they are; an undecodable answer is still this
     /// call's `InvalidResponse` (one request per call: the retry layer, or
     /// the caller, asks again, then as floats).
-    async fn post(&self, texts: &[&str]) -> Result<Embeddings> {
+    async fn post(&self, texts: &[&str], sink: Option<&dyn RowSink>) -> Result<Embeddings> {
         let encoding = self.encoding_format();
         let check = encoding == EncodingFormat::Base64
             && !self.explicit_encoding
             && !self.base64_verified.load(Ordering::Relaxed);
         if !check {
-            return self.post_as(texts, encoding, false).await.map(|(e, _)| e);
+            return self
+                .post_as(texts, encoding, false, sink)
+                .await
+                .map(|(e, _)| e);
         }
-        match self.post_as(texts, encoding, true).await {
+        match self.post_as(texts, encoding, true, sink).await {
             Ok((out, floats)) => {
                 if floats {
                     self.fall_back("its base64 answer held float arrays");
@@ -534,6 +537,7 @@ impl OpenAiEmbedder {
         texts: &[&str],
         encoding: EncodingFormat,
         check: bool,
+        sink: Option<&dyn RowSink>,
     ) -> Result<(Embeddings, bool)> {
         let rows = texts.len();
         let dim = self.dimension();
@@ -583,7 +587,7 @@ impl OpenAiEmbedder {
             response_bytes = answer.body.len(),
             "answer received"
         );
-        let mut out = decode::decode_response(&answer.body, rows, dim)?;
+        let mut out = decode::decode_response_into(&answer.body, rows, dim, sink)?;
         self.info.learn_dimension(out.dim());
         out.set_rate_limits(rate_limit_snapshot(&answer.headers));
         let floats = check && holds_float_rows(&answer.body);
@@ -625,7 +629,9 @@ impl Embedder for OpenAiEmbedder {
 
     async fn embed(&self, request: EmbedRequest<'_>) -> Result<Embeddings> {
         self.client
-            .embed(self.info(), request, |r| self.post(r.inputs))
+            .embed(self.info(), request, |r| {
+                self.post(r.inputs, r.sink_for(r.len(), self.dimension()))
+            })
             .await
             .inspect_err(|e| tracing::debug!(target: "embeddings_openai", error = %e, "embeddings request failed"))
     }

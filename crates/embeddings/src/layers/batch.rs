@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use embeddings_core::{
     BatchConfig, EmbedRequest, Embedder, Embeddings, Error, ErrorKind, OutputType,
-    OverLengthPolicy, ProviderInfo, RateLimitSnapshot, Result, Usage, Wrapper, async_trait,
+    OverLengthPolicy, ProviderInfo, RateLimitSnapshot, Result, RowSink, SliceSink, Usage, Wrapper,
+    async_trait,
 };
 use futures::StreamExt;
 use tokio::sync::OnceCell;
@@ -337,49 +338,94 @@ impl BatchLayer {
         let inner = &self.inner;
         let counts: Option<&[usize]> = prepared.exact.then_some(&prepared.counts[..]);
         let sub = request.with_inputs(sent);
-        let mut results = futures::stream::iter(plan)
-            .map(|r| async move {
+        // With the dimension known and f32 asked for, one buffer for the
+        // whole call up front, a sink over each sub-batch's rows in it:
+        // providers that support sinks decode straight into their rows.
+        let dim = inner.dimension();
+        let mut whole = (output == OutputType::F32 && dim > 0 && plan.len() > 1)
+            .then(|| Embeddings::zeroed(sent.len(), dim));
+        let sink_list: Vec<SliceSink<'_>> = match whole.as_mut() {
+            Some(w) => {
+                let mut rest = w.as_flat_mut();
+                plan.iter()
+                    .map(|r| {
+                        let (head, tail) = std::mem::take(&mut rest).split_at_mut(r.len() * dim);
+                        rest = tail;
+                        SliceSink::new(head, dim)
+                    })
+                    .collect::<Option<Vec<_>>>()
+                    .unwrap_or_default()
+            }
+            None => Vec::new(),
+        };
+        let in_whole = !sink_list.is_empty();
+        let sinks = &sink_list;
+        let mut results = futures::stream::iter(plan.into_iter().enumerate())
+            .map(|(k, r)| async move {
                 let mut req = EmbedRequest::new(&sent[r.clone()])
                     .with_input_type(sub.input_type)
                     .with_output_type(sub.output_type);
                 if let Some(c) = counts {
                     req = req.with_token_counts(&c[r.clone()]);
                 }
+                let sink = sinks.get(k);
+                if let Some(s) = sink {
+                    req = req.with_sink(s);
+                }
                 let res = inner.embed(req).await;
-                (r, res)
+                (r, sink, res)
             })
             .buffer_unordered(self.config.concurrency.max(1));
 
         let mut out: Option<Embeddings> = None;
         let mut usage: Option<Usage> = None;
         let mut rate_limits: Option<RateLimitSnapshot> = None;
-        while let Some((r, res)) = results.next().await {
+        while let Some((r, sink, res)) = results.next().await {
             let e = res.map_err(|e| name_range(e, &r))?;
-            if e.len() != r.len() {
-                return Err(name_range(
-                    Error::invalid_response(format!("{} vectors for {} inputs", e.len(), r.len()))
+            let in_place = sink.is_some_and(|s| s.is_filled()) && e.is_empty();
+            if !in_place {
+                if e.len() != r.len() {
+                    return Err(name_range(
+                        Error::invalid_response(format!(
+                            "{} vectors for {} inputs",
+                            e.len(),
+                            r.len()
+                        ))
                         .with_provider(inner.info().provider.clone()),
-                    &r,
-                ));
+                        &r,
+                    ));
+                }
+                let expected = match (sink, &out) {
+                    (Some(_), _) => dim,
+                    (None, Some(buf)) => buf.dim(),
+                    (None, None) => e.dim(),
+                };
+                if e.dim() != expected || e.output_type() != output {
+                    return Err(name_range(
+                        Error::new(
+                            ErrorKind::DimensionMismatch,
+                            format!(
+                                "{} vectors of dimension {} where {output} vectors of dimension \
+                                 {expected} were expected",
+                                e.output_type(),
+                                e.dim()
+                            ),
+                        )
+                        .with_provider(inner.info().provider.clone()),
+                        &r,
+                    ));
+                }
+                match sink {
+                    // A provider that does not use sinks: copy into its rows.
+                    Some(s) => s.write(&mut |dst| {
+                        dst.copy_from_slice(e.as_flat());
+                        Ok(())
+                    })?,
+                    None => out
+                        .get_or_insert_with(|| Embeddings::zeroed_of(output, sent.len(), e.dim()))
+                        .copy_rows_from(r.start, &e)?,
+                }
             }
-            let buf = out.get_or_insert_with(|| Embeddings::zeroed_of(output, sent.len(), e.dim()));
-            let dim = buf.dim();
-            if e.dim() != dim || e.output_type() != output {
-                return Err(name_range(
-                    Error::new(
-                        ErrorKind::DimensionMismatch,
-                        format!(
-                            "{} vectors of dimension {} where {output} vectors of dimension \
-                             {dim} were expected",
-                            e.output_type(),
-                            e.dim()
-                        ),
-                    )
-                    .with_provider(inner.info().provider.clone()),
-                    &r,
-                ));
-            }
-            buf.copy_rows_from(r.start, &e)?;
             if let Some(u) = e.usage() {
                 usage.get_or_insert_with(Usage::default).add(u);
             }
@@ -388,7 +434,8 @@ impl BatchLayer {
             }
         }
         drop(results);
-        let Some(rows) = out else {
+        drop(sink_list);
+        let Some(rows) = (if in_whole { whole } else { out }) else {
             return Ok(Embeddings::empty_of(output, self.inner.dimension()));
         };
         let mut rows = match &prepared.groups {

@@ -22,6 +22,8 @@ pub enum Step {
     Fail(Error),
     /// Answer with one row too few.
     WrongCount,
+    /// Answer with no rows at all (and write no sink).
+    NoRows,
 }
 
 /// A provider that answers the design's vectors, following a script of
@@ -111,6 +113,7 @@ impl Embedder for Probe {
                 return Err(e);
             }
             Some(Step::WrongCount) => rows -= 1,
+            Some(Step::NoRows) => rows = 0,
             None => {}
         }
         if let Some(f) = self.delay_of {
