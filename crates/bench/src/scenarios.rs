@@ -333,8 +333,16 @@ impl embeddings::Embedder for InstantOpenAi {
         request: embeddings::EmbedRequest<'_>,
     ) -> embeddings::Result<embeddings::Embeddings> {
         let bytes: usize = request.inputs.iter().map(|t| t.len()).sum();
-        Ok(embeddings::Embeddings::zeroed(request.inputs.len(), 1)
-            .with_usage(embeddings::Usage::tokens(bytes as u64 / 4)))
+        let usage = embeddings::Usage::tokens(bytes as u64 / 4);
+        // Like the real provider: straight into the batch layer's rows.
+        if let Some(sink) = request.sink_for(request.inputs.len(), 1) {
+            sink.write(&mut |rows| {
+                rows.fill(0.0);
+                Ok(())
+            })?;
+            return Ok(embeddings::Embeddings::empty(1).with_usage(usage));
+        }
+        Ok(embeddings::Embeddings::zeroed(request.inputs.len(), 1).with_usage(usage))
     }
 
     async fn health_check(&self) -> embeddings::Result<()> {

@@ -35,8 +35,8 @@ pub use embeddings_core::{
     BatchConfig, ConcurrencyConfig, Config, ENV_DIMENSIONS, ENV_MODEL, ENV_PROVIDER, EmbedRequest,
     Embedder, EmbedderExt, Embeddings, Error, ErrorKind, ExposeSecret, InputType, JsonValue, Layer,
     LayerFn, OutputType, OverLengthPolicy, ProviderInfo, RateLimitConfig, Result, RetryConfig,
-    RowRef, Rows, SecretString, TimeoutConfig, Usage, Wrapper, async_trait, estimate_tokens,
-    quantize, registered,
+    RowRef, RowSink, Rows, SecretString, SliceSink, TimeoutConfig, Usage, Wrapper, async_trait,
+    estimate_tokens, quantize, registered,
 };
 
 /// The one list of providers this facade knows: `name => crate, "doc"`.
