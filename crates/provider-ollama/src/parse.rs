@@ -66,15 +66,19 @@ pub fn parse_embed_response_into(
 ) -> Result<Embeddings> {
     let dim = expected_dim.unwrap_or(0);
     let sink = sink.filter(|_| dim > 0);
-    json::decode_rows(sink, expected_rows, dim, false, |mut rows| {
-        let count = parse_top(body, &mut rows, false)
-            .map_err(|m| Error::invalid_response(format!("/api/embed answer: {m}")))?;
-        let mut e = finish(rows)?;
-        if let Some(n) = count {
-            e.set_usage(Some(Usage::tokens(n)));
-        }
-        Ok(e)
+    json::decode_rows(sink, expected_rows, dim, false, |rows| {
+        parse_into(body, rows)
     })
+}
+
+fn parse_into(body: &[u8], mut rows: RowBuffer<'_>) -> Result<Embeddings> {
+    let count = parse_top(body, &mut rows, false)
+        .map_err(|m| Error::invalid_response(format!("/api/embed answer: {m}")))?;
+    let mut e = finish(rows)?;
+    if let Some(n) = count {
+        e.set_usage(Some(Usage::tokens(n)));
+    }
+    Ok(e)
 }
 
 /// Parses the body of a legacy `POST /api/embeddings` answer
