@@ -1,24 +1,26 @@
 //! This library side by side with async-openai on the same job (issue 12):
 //! 20,000 short texts, `text-embedding-3-small` (1536 dimensions), against
-//! the project's fake server running in this process on its own runtime and
-//! thread. Each client runs on a current-thread runtime in the main thread,
-//! so the client's CPU is that thread's CPU time and the server's work is
-//! not counted; peak allocation is the high-water mark of the bytes the
-//! client thread holds (`PeakAlloc`).
+//! the project's fake server (two worker threads) in a process of its own.
+//! Each client runs in a process of its own too (the bench runs itself
+//! once per client with `SIDE_BY_SIDE_ONLY` set, and once more as the
+//! server; set `SIDE_BY_SIDE_ONLY` yourself to run one client), on a
+//! current-thread runtime in its main thread: client CPU is that thread's
+//! CPU time, peak allocation the high-water mark of the bytes it holds
+//! (`PeakAlloc`), peak RSS the process's `VmHWM` over all its rounds.
 //!
 //! ```text
 //! cargo bench -p embeddings-bench --bench side_by_side
 //! SIDE_BY_SIDE_ROUNDS=5 cargo bench -p embeddings-bench --bench side_by_side
+//! SIDE_BY_SIDE_ONLY=ours/base64 cargo bench -p embeddings-bench --bench side_by_side
 //! ```
 //!
-//! Each client runs in a process of its own (the bench runs itself once
-//! per client with `SIDE_BY_SIDE_ONLY` set; set it yourself to run one).
 //! Prints the median over the rounds (3 by default, after one warm-up) of
-//! client CPU per 10k rows, wall time and peak allocation, for: this
-//! library through `EmbedderBuilder` (base64 and floats), async-openai's
-//! `create_base64` and `create` in the sequential loop of 2048 inputs a new
-//! user writes; then the same job with 50 ms of server latency per request,
-//! wall time only (ours sends sub-batches concurrently).
+//! client CPU per 10k rows, wall time and peak allocation, and the peak
+//! RSS, for: this library through `EmbedderBuilder` (base64 and floats),
+//! async-openai's `create_base64` and `create` in the sequential loop of
+//! 2048 inputs a new user writes; then the same job with 50 ms of server
+//! latency per request, for the wall time (ours sends sub-batches
+//! concurrently).
 
 use std::time::{Duration, Instant};
 
@@ -211,27 +213,33 @@ fn main() {
         }
         return;
     }
+    if std::env::var_os("SIDE_BY_SIDE_SERVER").is_some() {
+        serve();
+        return;
+    }
     let rounds: usize = std::env::var("SIDE_BY_SIDE_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(3);
-    // The server: its own runtime and worker thread (untracked).
-    let server_rt = ServerRuntime::with_workers(2);
-    let start = |faults: Vec<Fault>| {
-        FakeServer::start_on(
-            &server_rt,
-            FakeServerConfig {
-                request_log_limit: Some(0),
-                faults,
-                ..FakeServerConfig::default()
-            },
-        )
-        .expect("fake server")
+    // The servers: a process of their own, so that this process's peak
+    // RSS is the client's.
+    let mut server = std::process::Command::new(std::env::current_exe().expect("own path"))
+        .env("SIDE_BY_SIDE_SERVER", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the server process");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().expect("server stdout")),
+        &mut line,
+    )
+    .expect("the server's addresses");
+    let mut urls = line.split_whitespace().map(str::to_owned);
+    let (fast_url, slow_url) = match (urls.next(), urls.next()) {
+        (Some(f), Some(s)) => (f, s),
+        _ => panic!("the server printed {line:?}"),
     };
-    let fast = start(Vec::new());
-    let slow = start(vec![Fault::new(FaultAction::Latency(Latency::Fixed(
-        Duration::from_millis(50),
-    )))]);
 
     track_this_thread();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -241,7 +249,7 @@ fn main() {
     let texts = texts();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
 
-    let url = fast.openai_base_url();
+    let url = fast_url;
     for encoding in ["base64", "float"] {
         let name = format!("ours/{encoding}");
         if selected(&name) {
@@ -270,7 +278,7 @@ fn main() {
 
     // 50 ms per request: wall time.
     if selected("latency50ms") {
-        let url = slow.openai_base_url();
+        let url = slow_url;
         let e = ours(&url, "base64");
         let r = measure(&rt, rounds, || {
             Box::pin(async {
@@ -290,4 +298,48 @@ fn main() {
             r.wall.as_secs_f64() / p.wall.as_secs_f64()
         );
     }
+    println!(
+        "side_by_side/{}: peak RSS of the client process {:.0} MB",
+        std::env::var("SIDE_BY_SIDE_ONLY").unwrap_or_default(),
+        peak_rss() as f64 / 1e6
+    );
+    drop(server.stdin.take());
+    let _ = server.wait();
+}
+
+/// The server process: the fake server (2 worker threads) without and
+/// with 50 ms of latency per request; prints both OpenAI base URLs on one
+/// line and serves until its standard input closes.
+fn serve() {
+    let server_rt = ServerRuntime::with_workers(2);
+    let start = |faults: Vec<Fault>| {
+        FakeServer::start_on(
+            &server_rt,
+            FakeServerConfig {
+                request_log_limit: Some(0),
+                faults,
+                ..FakeServerConfig::default()
+            },
+        )
+        .expect("fake server")
+    };
+    let fast = start(Vec::new());
+    let slow = start(vec![Fault::new(FaultAction::Latency(Latency::Fixed(
+        Duration::from_millis(50),
+    )))]);
+    println!("{} {}", fast.openai_base_url(), slow.openai_base_url());
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
+}
+
+/// This process's peak resident set (`VmHWM`), in bytes; 0 where unknown.
+fn peak_rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
 }
