@@ -32,7 +32,7 @@ pub mod memory;
 pub mod quantize;
 pub mod registry;
 mod request;
-mod sink;
+pub mod sink;
 
 pub use crate::config::{
     BatchConfig, ConcurrencyConfig, Config, ENV_DIMENSIONS, ENV_MODEL, ENV_PROVIDER,

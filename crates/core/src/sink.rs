@@ -124,27 +124,28 @@ mod tests {
     #[test]
     fn a_sink_is_filled_only_by_a_successful_write() {
         let mut buf = vec![0.0f32; 4];
-        let sink = SliceSink::new(&mut buf, 2).unwrap();
-        assert!(!sink.is_filled());
-        let e = sink
-            .write(&mut |rows| {
-                rows[0] = 9.0;
-                Err(Error::invalid_response("torn"))
+        {
+            let sink = SliceSink::new(&mut buf, 2).unwrap();
+            assert!(!sink.is_filled());
+            let e = sink
+                .write(&mut |rows| {
+                    rows[0] = 9.0;
+                    Err(Error::invalid_response("torn"))
+                })
+                .unwrap_err();
+            assert_eq!(e.message(), "torn");
+            assert!(!sink.is_filled(), "a failed write does not count");
+            sink.write(&mut |rows| {
+                rows.copy_from_slice(&[1.0, 2.0, 3.0, 4.0]);
+                Ok(())
             })
-            .unwrap_err();
-        assert_eq!(e.message(), "torn");
-        assert!(!sink.is_filled(), "a failed write does not count");
-        sink.write(&mut |rows| {
-            rows.copy_from_slice(&[1.0, 2.0, 3.0, 4.0]);
-            Ok(())
-        })
-        .unwrap();
-        assert!(sink.is_filled());
-        assert_eq!(
-            format!("{sink:?}"),
-            "SliceSink { rows: 2, dim: 2, filled: true }"
-        );
-        drop(sink);
+            .unwrap();
+            assert!(sink.is_filled());
+            assert_eq!(
+                format!("{sink:?}"),
+                "SliceSink { rows: 2, dim: 2, filled: true }"
+            );
+        }
         assert_eq!(buf, [1.0, 2.0, 3.0, 4.0]);
         assert!(SliceSink::new(&mut [0.0; 3], 2).is_none());
         assert!(SliceSink::new(&mut [0.0; 3], 0).is_none());

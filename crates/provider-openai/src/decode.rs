@@ -473,12 +473,13 @@ mod tests {
             (body_float(&[(1, &B), (0, &A)]), None),
         ] {
             let mut rows = [0.0f32; 6];
-            let sink = SliceSink::new(&mut rows, 3).unwrap();
-            let e = decode_response_into(body.as_bytes(), 2, 3, Some(&sink)).unwrap();
-            assert!(e.is_empty(), "the rows are in the sink, not in the result");
-            assert_eq!((e.dim(), e.usage()), (3, usage));
-            assert!(sink.is_filled());
-            drop(sink);
+            {
+                let sink = SliceSink::new(&mut rows, 3).unwrap();
+                let e = decode_response_into(body.as_bytes(), 2, 3, Some(&sink)).unwrap();
+                assert!(e.is_empty(), "the rows are in the sink, not in the result");
+                assert_eq!((e.dim(), e.usage()), (3, usage));
+                assert!(sink.is_filled());
+            }
             assert_eq!(rows[..3], A);
             assert_eq!(rows[3..], B);
             // Missing a row, or another shape: an error, the sink unfilled.
