@@ -731,7 +731,7 @@ impl Out<'_> {
     fn row(&mut self, index: usize, dim: usize) -> Option<&mut [f32]> {
         match self {
             Out::Unknown => None,
-            Out::Owned(e) => (index < e.len()).then(|| e.row_mut(index)),
+            Out::Owned(e) => e.as_flat_mut().get_mut(index * dim..(index + 1) * dim),
             Out::Into(rows) => rows.get_mut(index * dim..(index + 1) * dim),
         }
     }
