@@ -701,8 +701,7 @@ impl<'a> Scanner<'a> {
 /// parsed straight into their place; [`RowBuffer::finish`] refuses an
 /// answer with another number of rows than asked.
 ///
-/// The rows go to a buffer of its own, or, made with
-/// [`RowBuffer::by_index_into`] / [`RowBuffer::sequential_into`], into the
+/// The rows go to a buffer of its own, or, under [`decode_rows`], into the
 /// caller's rows (a [`RowSink`](embeddings_core::RowSink)'s).
 #[derive(Debug)]
 pub struct RowBuffer<'d> {
@@ -749,19 +748,9 @@ impl RowBuffer<'static> {
 }
 
 impl<'d> RowBuffer<'d> {
-    /// `rows` rows of `dim` values written into `dst` (`rows × dim` values,
-    /// row-major), placed by the index each item names;
-    /// [`RowBuffer::finish`] then returns no rows. `None` when `dim` is `0`
-    /// or `dst` has another length.
-    pub fn by_index_into(dst: &'d mut [f32], rows: usize, dim: usize) -> Option<Self> {
-        RowBuffer::into_rows(dst, rows, dim, true)
-    }
-
-    /// Like [`RowBuffer::by_index_into`], rows placed in the order they come.
-    pub fn sequential_into(dst: &'d mut [f32], rows: usize, dim: usize) -> Option<Self> {
-        RowBuffer::into_rows(dst, rows, dim, false)
-    }
-
+    /// `rows` rows of `dim` values written into `dst` (`rows × dim`,
+    /// row-major; [`RowBuffer::finish`] then returns no rows). `None` when
+    /// `dim` is `0` or `dst` has another length.
     fn into_rows(dst: &'d mut [f32], rows: usize, dim: usize, by_index: bool) -> Option<Self> {
         (dim > 0 && rows.checked_mul(dim) == Some(dst.len()))
             .then(|| RowBuffer::with_out(rows, dim, by_index, Out::Into(dst)))
@@ -1000,7 +989,7 @@ impl<'d> RowBuffer<'d> {
     }
 
     /// The batch, when every row came; else an `InvalidResponse` naming the counts.
-    /// Rows written into the caller's rows ([`RowBuffer::by_index_into`])
+    /// Rows written into the caller's rows ([`decode_rows`])
     /// are not in the returned value: it has no rows then.
     pub fn finish(self) -> Result<Embeddings> {
         if self.count != self.rows {
