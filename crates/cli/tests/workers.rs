@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use embeddings_mock::vector;
 use embeddings_testkit::RedisServer;
+use embeddings_testkit::budget::BudgetedRun;
 
 fn embed() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_embed"));
@@ -410,29 +411,22 @@ fn a_worker_killed_twice_loses_and_repeats_no_input() {
     }
 }
 
-/// What the fake server saw of a rate-limited job.
-struct LimitedRun {
-    /// Tokens the server admitted (cl100k), and its answers of 429.
-    tokens: u64,
-    rate_limited: u64,
-    /// From the first request's arrival to the last's.
-    span: Duration,
-    /// The most tokens of one request.
-    max_cost: u64,
-}
-
 /// Tokens per minute of the rate-limited jobs, and the fake server's
 /// starting budget: half a second of it, so a client that sends faster than
 /// L beyond the shared limiter's 100 ms burst is answered 429 at once.
 const L: u32 = 12_000;
 const INITIAL_BUDGET: Duration = Duration::from_millis(500);
 const SHARED_BURST: Duration = Duration::from_millis(100);
+/// How much later than its limiter admitted it the server may see a
+/// request (the span is measured at the server); a 24-token request is
+/// 120 ms of L.
+const DELIVERY_SLACK: Duration = Duration::from_millis(200);
 
 /// Four `embed` processes (`--shard i/4` of one 200-line input, batches of
 /// 4 texts, 2 requests in flight each) against one fake OpenAI server with a
 /// tokens-per-minute limit L; with `shared`, all four draw from one budget
 /// in Redis. Checks every process's rows (merged, in input order).
-async fn four_processes_on_one_budget(shared: Option<&str>, dir: &Path) -> LimitedRun {
+async fn four_processes_on_one_budget(shared: Option<&str>, dir: &Path) -> BudgetedRun {
     const N: usize = 200;
     let server = embeddings_testkit::FakeServer::start(embeddings_testkit::FakeServerConfig {
         tokens_per_minute: Some(L),
@@ -505,7 +499,7 @@ async fn four_processes_on_one_budget(shared: Option<&str>, dir: &Path) -> Limit
             .sum()
     };
     let stats = server.stats();
-    LimitedRun {
+    BudgetedRun {
         tokens: stats.tokens,
         rate_limited: stats.by_status.get(&429).copied().unwrap_or(0),
         span: admitted
@@ -519,7 +513,8 @@ async fn four_processes_on_one_budget(shared: Option<&str>, dir: &Path) -> Limit
 
 /// DESIGN §10's shared budget across processes: together the four sustain
 /// at least 90% of L and at most L (every request but the last within the
-/// span plus the burst), and the server never answers 429.
+/// span plus the burst and the delivery slack), and the server never
+/// answers 429.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_worker_processes_share_one_tokens_per_minute_budget() {
     let Some(redis) = RedisServer::start(&[]) else {
@@ -527,32 +522,10 @@ async fn four_worker_processes_share_one_tokens_per_minute_budget() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let r = four_processes_on_one_budget(Some(&redis.url()), tmp.path()).await;
-    let per_sec = f64::from(L) / 60.0;
-    let secs = r.span.as_secs_f64();
-    let achieved = (r.tokens - r.max_cost) as f64 / secs;
-    let paced = (r.tokens - r.max_cost) as f64 / (secs + SHARED_BURST.as_secs_f64());
-    eprintln!(
-        "4 processes: {} tokens, {secs:.2} s from the first request to the last: {:.1}% of L \
-         (all but the last request over the span; over the span plus the 100 ms burst: {:.1}%); \
-         {} 429s",
-        r.tokens,
-        100.0 * achieved / per_sec,
-        100.0 * paced / per_sec,
-        r.rate_limited
-    );
-    assert_eq!(r.rate_limited, 0, "answers of 429");
-    assert!(
-        achieved >= 0.9 * per_sec,
-        "{achieved:.1} tokens/s < 90% of {per_sec:.1}"
-    );
-    let bound = per_sec * (secs + SHARED_BURST.as_secs_f64());
-    assert!(
-        (r.tokens - r.max_cost) as f64 <= bound,
-        "{} tokens (less one request of {}) in {secs:.2} s > {bound:.0}: over L",
-        r.tokens,
-        r.max_cost
-    );
-    assert!(secs < 30.0, "bounded: {secs:.1} s");
+    // The span is measured at the server, which sees each request some
+    // scheduling delay after its process's limiter admitted it (four
+    // workers, Redis and the server on two cores): the slack.
+    r.assert_paced("4 processes", L, SHARED_BURST, DELIVERY_SLACK);
 }
 
 /// The control: four processes each with its own limiter of L are refused

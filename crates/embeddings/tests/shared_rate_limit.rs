@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use embeddings::distributed::SharedLimiter;
 use embeddings::layers::RateLimitLayer;
 use embeddings::{Config, EmbedRequest, Embedder, ErrorKind, RateLimitConfig};
+use embeddings_testkit::budget::BudgetedRun;
 use embeddings_testkit::{FakeServer, FakeServerConfig, RedisServer};
 
 fn openai_config(base_url: &str) -> Config {
@@ -152,35 +153,15 @@ async fn four_embedders_share_one_tokens_per_minute_budget() {
         return;
     };
     let r = run_job(Some(redis.url()), "four").await;
-    let per_sec = f64::from(budget()) / 60.0;
-    let secs = r.elapsed.as_secs_f64();
-    let achieved = r.tokens as f64 / secs;
-    let paced = (r.tokens - r.max_cost) as f64 / (secs + SharedLimiter::BURST.as_secs_f64());
-    eprintln!(
-        "shared: {} tokens in {secs:.2} s = {achieved:.1} tokens/s, {:.1}% of L ({per_sec:.1}/s); \
-         paced (all but the last request, over the time plus the burst): {:.1}% of L; {} 429s",
-        r.tokens,
-        100.0 * achieved / per_sec,
-        100.0 * paced / per_sec,
-        r.rate_limited
-    );
-    assert_eq!(r.rate_limited, 0, "answers of 429");
-    // At least 90% of L over the job.
-    assert!(
-        achieved >= 0.9 * per_sec,
-        "{achieved:.1} tokens/s < 90% of {per_sec:.1}"
-    );
-    // At most L: GCRA admits every request but the last within the elapsed
-    // time plus the documented burst.
-    let bound = per_sec * (secs + SharedLimiter::BURST.as_secs_f64());
-    assert!(
-        (r.tokens - r.max_cost) as f64 <= bound,
-        "{} tokens (less one request of {}) > {bound:.0}: over L",
-        r.tokens,
-        r.max_cost
-    );
-    // Bounded: the job is about 6 s of budget.
-    assert!(secs < 30.0, "{secs:.1} s");
+    // The span is the client's own, from before the first request to after
+    // the last answer: it holds every admission, so no slack.
+    BudgetedRun {
+        tokens: r.tokens,
+        rate_limited: r.rate_limited,
+        span: r.elapsed,
+        max_cost: r.max_cost,
+    }
+    .assert_paced("shared", budget(), SharedLimiter::BURST, Duration::ZERO);
 }
 
 /// The control: four local limiters (each its own minute of budget) go

@@ -17,6 +17,8 @@
 //!   logs, errors and `Debug` searched for the key).
 //! * [`RedisServer`]: a real `redis-server` on a free port of 127.0.0.1 for
 //!   the tests of the Redis stores, queues and the shared rate limit.
+//! * [`budget`]: the check that many embedders kept one shared
+//!   tokens-per-minute budget and used it.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
@@ -34,6 +36,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod budget;
 pub mod conformance;
 pub mod fixture;
 mod leak;
