@@ -154,14 +154,21 @@ async fn four_embedders_share_one_tokens_per_minute_budget() {
     };
     let r = run_job(Some(redis.url()), "four").await;
     // The span is the client's own, from before the first request to after
-    // the last answer: it holds every admission, so no slack.
+    // the last answer: it holds every admission. The limiter admits by
+    // Redis's clock (wall time, which NTP may slew by up to 0.05%) and the
+    // span is monotonic: a little slack for that.
     BudgetedRun {
         tokens: r.tokens,
         rate_limited: r.rate_limited,
         span: r.elapsed,
         max_cost: r.max_cost,
     }
-    .assert_paced("shared", budget(), SharedLimiter::BURST, Duration::ZERO);
+    .assert_paced(
+        "shared",
+        budget(),
+        SharedLimiter::BURST,
+        Duration::from_millis(20),
+    );
 }
 
 /// The control: four local limiters (each its own minute of budget) go
