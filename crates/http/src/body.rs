@@ -127,6 +127,89 @@ pub async fn read_body(mut resp: reqwest::Response, cap: BodyCap, host: &str) ->
     Ok(buf)
 }
 
+/// A decoder an answer's body is fed to as it streams in (a
+/// [`RowStream`](crate::json::RowStream)), by [`read_body_into`].
+pub trait BodyDecoder {
+    /// Decodes what it can of `buf` (the body after the bytes consumed so
+    /// far) and returns how many bytes that was. With `last`, `buf` is the
+    /// rest of the body and all of it must be consumed.
+    fn feed(&mut self, buf: &[u8], last: bool) -> Result<usize>;
+
+    /// The rows' dimension once known (`0` before).
+    fn dim(&self) -> usize;
+}
+
+impl<E: crate::json::Envelope> BodyDecoder for crate::json::RowStream<'_, E> {
+    fn feed(&mut self, buf: &[u8], last: bool) -> Result<usize> {
+        crate::json::RowStream::feed(self, buf, last)
+    }
+
+    fn dim(&self) -> usize {
+        crate::json::RowStream::dim(self)
+    }
+}
+
+/// How many new bytes [`read_body_into`] gathers before it feeds them to
+/// the decoder: what it holds of an answer is this and the unconsumed tail
+/// (a row cut off), never the whole body.
+pub const STREAM_WINDOW: usize = 256 * 1024;
+
+/// Reads a success body within `cap` (as [`read_body`] does) and feeds it
+/// to `decoder` as it streams in, in steps of about [`STREAM_WINDOW`]
+/// bytes: only the part not yet decoded is held. Returns the body's length.
+/// While the dimension is unknown (`dim == 0`), the cap is one row of
+/// [`MAX_DIMENSIONS`] until the decoder has read the first row (it is fed
+/// every time its unconsumed bytes have doubled); then that of its
+/// dimension.
+pub async fn read_body_into(
+    mut resp: reqwest::Response,
+    cap: BodyCap,
+    host: &str,
+    decoder: &mut (dyn BodyDecoder + Send),
+) -> Result<usize> {
+    let full = cap.limit();
+    if let Some(len) = resp.content_length() {
+        if len > full as u64 {
+            return Err(too_large(&len.to_string(), full, &cap));
+        }
+    }
+    let (mut limit, mut learning) = match cap {
+        BodyCap::Rows { rows, dim: 0, .. } if rows > 1 => (max_response_len(1, 0), true),
+        _ => (full, false),
+    };
+    let mut buf = Vec::with_capacity(STREAM_WINDOW + 64 * 1024);
+    let mut total = 0usize;
+    let mut next_feed = if learning { 16 * 1024 } else { STREAM_WINDOW };
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| transport_error(e, host, None))?
+    {
+        total += chunk.len();
+        buf.extend_from_slice(&chunk);
+        if total > limit && !learning {
+            return Err(too_large(&format!("more than {limit}"), limit, &cap));
+        }
+        if buf.len() >= next_feed || total > limit {
+            let n = decoder.feed(&buf, false)?;
+            buf.drain(..n);
+            if learning && decoder.dim() > 0 {
+                if let BodyCap::Rows { rows, .. } = cap {
+                    limit = max_response_len(rows, decoder.dim());
+                }
+                learning = false;
+            }
+            if total > limit {
+                return Err(too_large(&format!("more than {limit}"), limit, &cap));
+            }
+            let window = if learning { 0 } else { STREAM_WINDOW };
+            next_feed = (buf.len() * 2).max(buf.len() + window).max(16 * 1024);
+        }
+    }
+    decoder.feed(&buf, true)?;
+    Ok(total)
+}
+
 /// Reads at most [`MAX_ERROR_BODY`] bytes of an error body: what was read
 /// when the connection breaks or the cap is reached (the rest is dropped).
 pub async fn read_error_body(mut resp: reqwest::Response) -> Vec<u8> {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use embeddings_core::{Error, ErrorKind, ExposeSecret, Result, SecretString};
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-use crate::body::{BodyCap, read_body, read_error_body};
+use crate::body::{BodyCap, BodyDecoder, read_body, read_body_into, read_error_body};
 use crate::status::{RedirectRefused, transport_error};
 use crate::text::Masker;
 use crate::url::{Url, redact_url, same_origin};
@@ -275,8 +275,11 @@ pub struct Answer {
     pub status: u16,
     /// The headers.
     pub headers: HeaderMap,
-    /// The body (for an error status, at most [`MAX_ERROR_BODY`](crate::MAX_ERROR_BODY) bytes).
+    /// The body (for an error status, at most [`MAX_ERROR_BODY`](crate::MAX_ERROR_BODY)
+    /// bytes; empty for a success fed to a decoder by [`HttpClient::call_into`]).
     pub body: Vec<u8>,
+    /// The body's length as received (also when it went to a decoder).
+    pub received: usize,
 }
 
 impl Answer {
@@ -344,12 +347,7 @@ impl HttpClient {
         host: &str,
         cap: BodyCap,
     ) -> Result<Answer> {
-        let mut resp = request
-            .send()
-            .await
-            .map_err(|e| self.finish(transport_error(e, host, self.connect_hint.as_deref())))?;
-        let status = resp.status().as_u16();
-        let headers = std::mem::take(resp.headers_mut());
+        let (resp, status, headers) = self.send(request, host).await?;
         let body = if resp.status().is_success() {
             read_body(resp, cap, host)
                 .await
@@ -360,8 +358,56 @@ impl HttpClient {
         Ok(Answer {
             status,
             headers,
+            received: body.len(),
             body,
         })
+    }
+
+    /// [`HttpClient::call`] with a success body fed to `decoder` as it
+    /// streams in ([`read_body_into`]: the whole answer is never held),
+    /// and an error status turned into the provider's error by
+    /// `parse_error(status, headers, body, masker)` as in
+    /// [`HttpClient::call_ok`]. The answer's `body` is empty.
+    pub async fn call_into<P>(
+        &self,
+        request: reqwest::RequestBuilder,
+        host: &str,
+        cap: BodyCap,
+        decoder: &mut (dyn BodyDecoder + Send),
+        parse_error: P,
+    ) -> Result<Answer>
+    where
+        P: FnOnce(u16, &HeaderMap, &[u8], &Masker) -> Error,
+    {
+        let (resp, status, headers) = self.send(request, host).await?;
+        if !resp.status().is_success() {
+            let body = read_error_body(resp).await;
+            return Err(parse_error(status, &headers, &body, self.masker()));
+        }
+        let received = read_body_into(resp, cap, host, decoder)
+            .await
+            .map_err(|e| self.finish(e))?;
+        Ok(Answer {
+            status,
+            headers,
+            body: Vec::new(),
+            received,
+        })
+    }
+
+    /// Sends the request: the response, its status and its headers (taken).
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        host: &str,
+    ) -> Result<(reqwest::Response, u16, HeaderMap)> {
+        let mut resp = request
+            .send()
+            .await
+            .map_err(|e| self.finish(transport_error(e, host, self.connect_hint.as_deref())))?;
+        let status = resp.status().as_u16();
+        let headers = std::mem::take(resp.headers_mut());
+        Ok((resp, status, headers))
     }
 
     /// A provider error: names the provider, and holds none of this

@@ -340,13 +340,27 @@ pub fn parse_floats(
 pub struct Scanner<'a> {
     b: &'a [u8],
     i: usize,
+    /// Where `b` starts in the whole body (for the positions in messages).
+    base: usize,
 }
 
 impl<'a> Scanner<'a> {
     /// A cursor at the start of `body`.
     #[inline]
     pub fn new(body: &'a [u8]) -> Self {
-        Scanner { b: body, i: 0 }
+        Scanner::at_offset(body, 0)
+    }
+
+    /// A cursor at the start of `part`, which starts at byte `offset` of
+    /// the whole body (a body read as it streams in): positions are
+    /// `part`'s, messages name the byte of the whole body.
+    #[inline]
+    pub fn at_offset(part: &'a [u8], offset: usize) -> Self {
+        Scanner {
+            b: part,
+            i: 0,
+            base: offset,
+        }
     }
 
     /// The whole body.
@@ -374,14 +388,13 @@ impl<'a> Scanner<'a> {
 
     /// "malformed response: expected `expected` at byte N, found ...".
     pub fn syntax(&self, expected: &str) -> String {
+        let at = self.base + self.i;
         match self.b.get(self.i) {
             None => format!(
-                "malformed response: expected {expected} at byte {}, found the end (truncated body?)",
-                self.i
+                "malformed response: expected {expected} at byte {at}, found the end (truncated body?)"
             ),
             Some(&c) => format!(
-                "malformed response: expected {expected} at byte {}, found {:?}",
-                self.i,
+                "malformed response: expected {expected} at byte {at}, found {:?}",
                 char::from(c)
             ),
         }
@@ -723,13 +736,16 @@ enum Out<'d> {
     Unknown,
     Owned(Embeddings),
     Into(&'d mut [f32]),
+    /// The rows are the caller's, attached for each step of a streamed
+    /// decode ([`RowStream`]) and detached between them.
+    Detached,
 }
 
 impl Out<'_> {
     #[inline]
     fn row(&mut self, index: usize, dim: usize) -> Option<&mut [f32]> {
         match self {
-            Out::Unknown => None,
+            Out::Unknown | Out::Detached => None,
             Out::Owned(e) => e.as_flat_mut().get_mut(index * dim..(index + 1) * dim),
             Out::Into(rows) => rows.get_mut(index * dim..(index + 1) * dim),
         }
@@ -754,6 +770,40 @@ impl<'d> RowBuffer<'d> {
     fn into_rows(dst: &'d mut [f32], rows: usize, dim: usize, by_index: bool) -> Option<Self> {
         (dim > 0 && rows.checked_mul(dim) == Some(dst.len()))
             .then(|| RowBuffer::with_out(rows, dim, by_index, Out::Into(dst)))
+    }
+
+    /// The same buffer (state, counts, scratch) with its rows going to `out`.
+    fn moved<'x>(self, out: Out<'x>) -> RowBuffer<'x> {
+        RowBuffer {
+            rows: self.rows,
+            dim: self.dim,
+            out,
+            filled: self.filled,
+            by_index: self.by_index,
+            count: self.count,
+            scratch: self.scratch,
+            scratch_f32: self.scratch_f32,
+        }
+    }
+
+    /// A detached buffer's rows attached to `dst` (`rows × dim`) for one
+    /// step; `None` when it is not detached or `dst` has another length.
+    fn attach<'x>(self, dst: &'x mut [f32]) -> std::result::Result<RowBuffer<'x>, Self> {
+        if matches!(self.out, Out::Detached) && Some(dst.len()) == self.rows.checked_mul(self.dim) {
+            Ok(self.moved(Out::Into(dst)))
+        } else {
+            Err(self)
+        }
+    }
+
+    /// The buffer after a step: borrowed rows detached, its own kept.
+    fn detach(mut self) -> RowBuffer<'static> {
+        let out = match std::mem::replace(&mut self.out, Out::Unknown) {
+            Out::Owned(e) => Out::Owned(e),
+            Out::Unknown => Out::Unknown,
+            Out::Into(_) | Out::Detached => Out::Detached,
+        };
+        self.moved(out)
     }
 
     fn with_out(rows: usize, dim: usize, by_index: bool, out: Out<'d>) -> Self {
@@ -847,21 +897,27 @@ impl<'d> RowBuffer<'d> {
     }
 
     /// Parses the float array at the cursor into row `index` (claimed),
-    /// learning the dimension from it when unknown. Does not mark it done.
+    /// learning the dimension from it when unknown, and marks it done.
     #[inline]
     pub fn floats_at(&mut self, s: &mut Scanner<'_>, index: usize) -> Step<()> {
+        self.floats_into(s, index)?;
+        self.done(index);
+        Ok(())
+    }
+
+    /// [`RowBuffer::floats_at`] without marking the row done (for an
+    /// [`Envelope`] unit, which marks it after its separator).
+    #[inline]
+    pub fn floats_into(&mut self, s: &mut Scanner<'_>, index: usize) -> Step<()> {
         self.in_range(index)?;
         s.ws();
         if let Some(row) = self.out.row(index, self.dim) {
             let end = parse_floats_into(s.b, s.i, row).map_err(|e| e.to_string())?;
             s.i = end;
-            self.done(index);
             return Ok(());
         }
         self.read_floats(s, self.dim).map_err(|e| e.to_string())?;
-        self.place_floats(index)?;
-        self.done(index);
-        Ok(())
+        self.place_floats(index)
     }
 
     /// Parses the float array at the cursor into the scratch row, at most
@@ -1000,7 +1056,7 @@ impl<'d> RowBuffer<'d> {
         }
         Ok(match self.out {
             Out::Owned(e) => e,
-            Out::Unknown | Out::Into(_) => Embeddings::empty(self.dim),
+            Out::Unknown | Out::Into(_) | Out::Detached => Embeddings::empty(self.dim),
         })
     }
 }
@@ -1029,6 +1085,227 @@ pub fn decode_rows(
         Ok(())
     })?;
     out.ok_or_else(|| Error::invalid_response("internal: the row sink ran no decoder"))
+}
+
+// ---------------------------------------------------------------------------
+// Answers decoded as they stream in
+
+/// A provider's answer envelope read unit by unit, so that a [`RowStream`]
+/// can decode the body as it streams in: only the unconsumed tail of the
+/// body is ever held, not the whole answer.
+///
+/// A unit is the next piece of the envelope with the separator after it
+/// (`"key": value,`, or one row item and its `,` or `]`). The stream hands
+/// [`Envelope::unit`] the bytes it has; a unit that fails before the body
+/// has ended is tried again, from its start, once more bytes came. So a
+/// unit must change the envelope's state (and mark a row done) only after
+/// it read its last byte; rows it wrote into, it writes again. A unit
+/// never succeeds on a truncated value as long as it reads the separator
+/// after every value, which is what makes this sound.
+pub trait Envelope {
+    /// Reads the next unit at the cursor into `rows`: `Ok(true)` while the
+    /// envelope goes on, `Ok(false)` once its closing `}` is read.
+    fn unit(&mut self, s: &mut Scanner<'_>, rows: &mut RowBuffer<'_>) -> Step<bool>;
+
+    /// The batch once the whole body was read ([`RowBuffer::finish`] and
+    /// what the envelope adds, such as the usage).
+    fn finish(self, rows: RowBuffer<'_>) -> Result<Embeddings>;
+}
+
+/// One answer decoded as its body streams in ([`crate::read_body_into`]),
+/// or at once ([`RowStream::decode`]), by an [`Envelope`]: into the
+/// request's [`RowSink`](embeddings_core::RowSink) when there is one (the
+/// result then has no rows), else into a buffer of its own.
+///
+/// ```
+/// use embeddings_http::json::{Envelope, RowBuffer, RowStream, Scanner, Step};
+/// use embeddings_core::{Embeddings, Result};
+///
+/// /// `[[..], [..]]`: a bare array of rows.
+/// struct Bare { open: bool }
+/// impl Envelope for Bare {
+///     fn unit(&mut self, s: &mut Scanner<'_>, rows: &mut RowBuffer<'_>) -> Step<bool> {
+///         if !self.open {
+///             s.eat(b'[', "'['")?;
+///             self.open = true;
+///             return Ok(true);
+///         }
+///         let i = rows.count();
+///         rows.floats_into(s, i)?;
+///         let more = s.more(b']')?;
+///         rows.done(i);
+///         Ok(more)
+///     }
+///     fn finish(self, rows: RowBuffer<'_>) -> Result<Embeddings> { rows.finish() }
+/// }
+/// let mut stream = RowStream::new(Bare { open: false }, None, 2, 0, false)?;
+/// // Any split of the body: a unit cut off is tried again with more bytes.
+/// let body = b"[[1,0.5],[0,-2]]";
+/// let n = stream.feed(&body[..9], false)?;
+/// assert_eq!(n, 9); // `[` and the first row with its `,`
+/// stream.feed(&body[n..], true)?;
+/// assert_eq!(stream.finish()?.row(1), &[0.0, -2.0]);
+/// # Ok::<(), embeddings_core::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct RowStream<'s, E> {
+    envelope: E,
+    /// `None` only while a step runs.
+    rows: Option<RowBuffer<'static>>,
+    sink: Option<&'s dyn embeddings_core::RowSink>,
+    /// Bytes of the body consumed so far.
+    consumed: usize,
+    /// The envelope's closing brace was read.
+    ended: bool,
+}
+
+impl<'s, E: Envelope> RowStream<'s, E> {
+    /// A stream for an answer of `rows` rows of `dim` values (`0` =
+    /// learned from the first row), placed by index (`by_index`) or in
+    /// order, into `sink` when given (of that shape: from
+    /// [`EmbedRequest::sink_for`](embeddings_core::EmbedRequest::sink_for),
+    /// else `InvalidInput`).
+    pub fn new(
+        envelope: E,
+        sink: Option<&'s dyn embeddings_core::RowSink>,
+        rows: usize,
+        dim: usize,
+        by_index: bool,
+    ) -> Result<Self> {
+        let buffer = match sink {
+            None => RowBuffer::new(rows, dim, by_index),
+            Some(sink) if dim > 0 && sink.shape() == (rows, dim) => {
+                RowBuffer::with_out(rows, dim, by_index, Out::Detached)
+            }
+            Some(_) => {
+                return Err(Error::invalid_input(
+                    "a row sink of another shape than the request",
+                ));
+            }
+        };
+        Ok(RowStream {
+            envelope,
+            rows: Some(buffer),
+            sink,
+            consumed: 0,
+            ended: false,
+        })
+    }
+
+    /// Decodes a whole body at once: [`RowStream::feed`] of all of it, then
+    /// [`RowStream::finish`].
+    pub fn decode(mut self, body: &[u8]) -> Result<Embeddings> {
+        self.feed(body, true)?;
+        self.finish()
+    }
+
+    /// The envelope (what it read so far).
+    pub fn envelope(&self) -> &E {
+        &self.envelope
+    }
+
+    /// The dimension (`0` until the first row told it).
+    pub fn dim(&self) -> usize {
+        self.rows.as_ref().map_or(0, RowBuffer::dim)
+    }
+
+    /// Decodes every complete unit at the start of `buf` (the body's bytes
+    /// after those consumed so far) and returns how many bytes that was;
+    /// the caller keeps the rest and feeds it again with what follows.
+    /// With `last`, `buf` is the rest of the body: all of it is consumed or
+    /// the answer is refused (`InvalidResponse`, the message naming the
+    /// byte of the whole body).
+    pub fn feed(&mut self, buf: &[u8], last: bool) -> Result<usize> {
+        let offset = self.consumed;
+        let (envelope, ended) = (&mut self.envelope, &mut self.ended);
+        let taken = self.rows.take().ok_or_else(|| {
+            Error::invalid_response("internal: a row stream was fed after a failure")
+        })?;
+        let n = match self.sink {
+            None => {
+                let mut rows = taken;
+                let n = units(envelope, &mut rows, buf, offset, ended, last);
+                self.rows = Some(rows);
+                n?
+            }
+            Some(sink) => {
+                let (mut n, mut taken) = (0, Some(taken));
+                let slot = &mut self.rows;
+                let written = sink.write(&mut |dst| {
+                    let Some(buffer) = taken.take() else {
+                        return Err(Error::invalid_response("internal: a row sink wrote twice"));
+                    };
+                    let mut rows = buffer.attach(dst).map_err(|buffer| {
+                        *slot = Some(buffer);
+                        Error::invalid_input("a row sink of another shape than the request")
+                    })?;
+                    let step = units(envelope, &mut rows, buf, offset, ended, last);
+                    *slot = Some(rows.detach());
+                    n = step?;
+                    Ok(())
+                });
+                written?;
+                n
+            }
+        };
+        self.consumed += n;
+        Ok(n)
+    }
+
+    /// The batch, once the whole body was fed (`last`): the envelope's
+    /// [`Envelope::finish`]. On a failure the sink is left not filled.
+    pub fn finish(mut self) -> Result<Embeddings> {
+        let result = match self.rows.take() {
+            Some(rows) if self.ended => self.envelope.finish(rows),
+            _ => Err(Error::invalid_response(
+                "internal: a row stream finished before its body ended",
+            )),
+        };
+        if let (Err(e), Some(sink)) = (&result, self.sink) {
+            let _ = sink.write(&mut |_| Err(Error::invalid_response(e.message().to_owned())));
+        }
+        result
+    }
+}
+
+/// The units of `buf` (at `offset` of the body) through `envelope`; see
+/// [`RowStream::feed`].
+fn units<E: Envelope>(
+    envelope: &mut E,
+    rows: &mut RowBuffer<'_>,
+    buf: &[u8],
+    offset: usize,
+    ended: &mut bool,
+    last: bool,
+) -> Result<usize> {
+    let mut at = 0;
+    loop {
+        let mut s = Scanner::at_offset(&buf[at..], offset + at);
+        if *ended {
+            s.ws();
+            if last || s.pos() < s.bytes().len() {
+                s.end().map_err(Error::invalid_response)?;
+            }
+            return Ok(buf.len());
+        }
+        if !last && at == buf.len() {
+            return Ok(at);
+        }
+        match envelope.unit(&mut s, rows) {
+            Ok(_) if s.pos() == 0 => {
+                return Err(Error::invalid_response(
+                    "internal: an envelope unit read nothing",
+                ));
+            }
+            Ok(more) => {
+                at += s.pos();
+                *ended = !more;
+            }
+            // Cut off, most likely: tried again with more bytes.
+            Err(_) if !last => return Ok(at),
+            Err(message) => return Err(Error::invalid_response(message)),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------

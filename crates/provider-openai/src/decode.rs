@@ -37,7 +37,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use embeddings_core::{Embeddings, Error, ErrorKind, Result, RowSink, Usage};
-use embeddings_http::json::{self, RowBuffer, Scanner, Step};
+use embeddings_http::json::{self, RowBuffer, RowStream, Scanner, Step};
 use embeddings_http::{MAX_EXCERPT, excerpt};
 use serde::{Deserialize, Serialize};
 
@@ -151,22 +151,222 @@ pub fn decode_response_into(
     dim: usize,
     sink: Option<&dyn RowSink>,
 ) -> Result<Embeddings> {
-    json::decode_rows(sink, expected_rows, dim, true, |rows| {
-        decode_with(body, rows)
-    })
+    response_stream(expected_rows, dim, sink)?.decode(body)
 }
 
-fn decode_with(body: &[u8], rows: RowBuffer<'_>) -> Result<Embeddings> {
-    let mut d = Decoder {
-        s: Scanner::new(body),
-        rows,
-        usage: None,
-        saw_data: false,
-        server_error: None,
-    };
-    match d.response() {
-        Ok(()) => d.finish(),
-        Err(message) => Err(Error::invalid_response(message)),
+/// The decoder of [`decode_response_into`] for a body that streams in
+/// ([`HttpClient::call_into`](embeddings_http::HttpClient::call_into)):
+/// feed it the body in any pieces; the rows and every check are those of
+/// decoding the whole body at once.
+///
+/// ```
+/// use embeddings_openai::decode::response_stream;
+/// let body = br#"{"data":[{"index":0,"embedding":[0.5,1]},{"index":1,"embedding":[2,3]}]}"#;
+/// let mut stream = response_stream(2, 2, None)?;
+/// let n = stream.feed(&body[..30], false)?; // the envelope's start, no whole row yet
+/// let rest = [&body[n..30], &body[30..]].concat();
+/// stream.feed(&rest, true)?;
+/// assert_eq!(stream.finish()?.row(1), &[2.0, 3.0]);
+/// # Ok::<(), embeddings_core::Error>(())
+/// ```
+pub fn response_stream(
+    expected_rows: usize,
+    dim: usize,
+    sink: Option<&dyn RowSink>,
+) -> Result<RowStream<'_, ResponseEnvelope>> {
+    RowStream::new(ResponseEnvelope::default(), sink, expected_rows, dim, true)
+}
+
+/// The OpenAI envelope, read unit by unit ([`json::Envelope`]): the keys of
+/// the response object (`data` item by item, `usage`, an `error` a 200
+/// answer may hold) and whether its rows were float arrays.
+#[derive(Debug, Default)]
+pub struct ResponseEnvelope {
+    state: State,
+    usage: Option<Usage>,
+    saw_data: bool,
+    server_error: Option<String>,
+    /// Items of `data` read.
+    position: usize,
+    /// Whether the first item's embedding was an array of numbers.
+    floats: Option<bool>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Before the opening `{`.
+    #[default]
+    Start,
+    /// At a key of the response object.
+    Members,
+    /// Inside `data`, at an item.
+    Items,
+}
+
+impl ResponseEnvelope {
+    /// Whether the answer's rows were JSON arrays of numbers (its first
+    /// item's embedding), not base64 strings; `false` before a row was read.
+    pub fn held_floats(&self) -> bool {
+        self.floats == Some(true)
+    }
+
+    /// The response object's opening brace (`false`: it was `{}`).
+    fn start(&mut self, s: &mut Scanner<'_>) -> Step<bool> {
+        s.eat(b'{', "'{' (an embeddings response object)")?;
+        if s.eat_if(b'}') {
+            return Ok(false);
+        }
+        self.state = State::Members;
+        Ok(true)
+    }
+
+    /// One `"key": value` of the response object and the separator after it.
+    fn member(&mut self, s: &mut Scanner<'_>) -> Step<bool> {
+        let key = s.string()?;
+        s.eat(b':', "':'")?;
+        match &*key {
+            b"data" => {
+                if self.saw_data {
+                    return Err("response has two `data` arrays".to_owned());
+                }
+                if s.is_null() {
+                    return s.more(b'}');
+                }
+                s.eat(b'[', "'[' (the `data` array)")?;
+                if s.eat_if(b']') {
+                    let more = s.more(b'}')?;
+                    self.saw_data = true;
+                    return Ok(more);
+                }
+                self.saw_data = true;
+                self.state = State::Items;
+                Ok(true)
+            }
+            b"usage" => {
+                let usage = usage(s)?;
+                let more = s.more(b'}')?;
+                if usage.is_some() {
+                    self.usage = usage;
+                }
+                Ok(more)
+            }
+            b"error" => {
+                s.ws();
+                let start = s.pos();
+                s.skip_value(1)?;
+                let raw = s.since(start);
+                let error = (raw != "null").then(|| excerpt(&raw, MAX_EXCERPT));
+                let more = s.more(b'}')?;
+                if error.is_some() {
+                    self.server_error = error;
+                }
+                Ok(more)
+            }
+            _ => {
+                s.skip_value(1)?;
+                s.more(b'}')
+            }
+        }
+    }
+
+    /// One item of `data`, placed in its row, and the separator after it
+    /// (after the last, the response object's one too).
+    fn item(&mut self, s: &mut Scanner<'_>, rows: &mut RowBuffer<'_>) -> Step<bool> {
+        let position = self.position;
+        let expected = rows.rows();
+        if position >= expected {
+            return Err(format!(
+                "more than {expected} embeddings for {expected} inputs"
+            ));
+        }
+        s.eat(b'{', "'{' (an embedding object)")?;
+        let mut index: Option<usize> = None;
+        let mut pending = Pending::None;
+        let mut floats = false;
+        if s.eat_if(b'}') {
+            return Err(format!("item {position} has no `index`"));
+        }
+        loop {
+            let key = s.string()?;
+            s.eat(b':', "':'")?;
+            match &*key {
+                b"index" => {
+                    if index.is_some() {
+                        return Err(format!("item {position} has two `index` keys"));
+                    }
+                    let what = || format!("the `index` of item {position}");
+                    let raw = s.integer(what).map_err(|e| {
+                        if e.ends_with("out of range") {
+                            e.replace(&what(), "embedding index")
+                                + &format!(" for {expected} inputs")
+                        } else {
+                            e
+                        }
+                    })?;
+                    index = Some(rows.claim(raw)?);
+                }
+                b"embedding" => {
+                    if !matches!(pending, Pending::None) {
+                        return Err(format!("item {position} has two `embedding` keys"));
+                    }
+                    s.ws();
+                    floats = s.peek() == Some(b'[');
+                    pending = embedding(s, rows, index, position)?;
+                }
+                _ => s.skip_value(2)?,
+            }
+            if !s.more(b'}')? {
+                break;
+            }
+        }
+        let Some(index) = index else {
+            return Err(format!("item {position} has no `index`"));
+        };
+        match pending {
+            Pending::None => return Err(format!("item {position} has no `embedding`")),
+            Pending::Placed => {}
+            Pending::Base64(text) => rows.place_base64(index, &text)?,
+            Pending::Floats => rows.place_floats(index)?,
+        }
+        let more = if s.more(b']')? {
+            true
+        } else {
+            self.state = State::Members;
+            s.more(b'}')?
+        };
+        rows.done(index);
+        self.position += 1;
+        self.floats.get_or_insert(floats);
+        Ok(more)
+    }
+}
+
+impl json::Envelope for ResponseEnvelope {
+    fn unit(&mut self, s: &mut Scanner<'_>, rows: &mut RowBuffer<'_>) -> Step<bool> {
+        // A unit that fails changes nothing: `item` sets the state back.
+        let state = self.state;
+        let result = match state {
+            State::Start => self.start(s),
+            State::Members => self.member(s),
+            State::Items => self.item(s, rows),
+        };
+        if result.is_err() {
+            self.state = state;
+        }
+        result
+    }
+
+    fn finish(self, rows: RowBuffer<'_>) -> Result<Embeddings> {
+        if !self.saw_data {
+            let why = match &self.server_error {
+                Some(e) => format!("response has no `data` array; the server says: {e}"),
+                None => "response has no `data` array".to_owned(),
+            };
+            return Err(Error::invalid_response(why));
+        }
+        let mut out = rows.finish()?;
+        out.set_usage(self.usage);
+        Ok(out)
     }
 }
 
@@ -180,221 +380,95 @@ enum Pending<'a> {
     Placed,
 }
 
-/// The OpenAI envelope around the toolkit's scanner and row buffer.
-struct Decoder<'a, 'd> {
-    s: Scanner<'a>,
-    rows: RowBuffer<'d>,
-    usage: Option<Usage>,
-    saw_data: bool,
-    server_error: Option<String>,
-}
-
-impl<'a> Decoder<'a, '_> {
-    fn finish(self) -> Result<Embeddings> {
-        if !self.saw_data {
-            let why = match &self.server_error {
-                Some(e) => format!("response has no `data` array; the server says: {e}"),
-                None => "response has no `data` array".to_owned(),
-            };
-            return Err(Error::invalid_response(why));
-        }
-        let mut out = self.rows.finish()?;
-        out.set_usage(self.usage);
-        Ok(out)
+/// A `usage` object (or `null`): prompt and total tokens.
+fn usage(s: &mut Scanner<'_>) -> Step<Option<Usage>> {
+    if s.is_null() {
+        return Ok(None);
     }
-
-    fn response(&mut self) -> Step {
-        self.s.eat(b'{', "'{' (an embeddings response object)")?;
-        if !self.s.eat_if(b'}') {
-            loop {
-                let key = self.s.string()?;
-                self.s.eat(b':', "':'")?;
-                match &*key {
-                    b"data" => {
-                        if self.saw_data {
-                            return Err("response has two `data` arrays".to_owned());
-                        }
-                        if !self.s.is_null() {
-                            self.saw_data = true;
-                            self.data()?;
-                        }
-                    }
-                    b"usage" => self.usage()?,
-                    b"error" => {
-                        self.s.ws();
-                        let start = self.s.pos();
-                        self.s.skip_value(1)?;
-                        let raw = self.s.since(start);
-                        if raw != "null" {
-                            self.server_error = Some(excerpt(&raw, MAX_EXCERPT));
-                        }
-                    }
-                    _ => self.s.skip_value(1)?,
-                }
-                if !self.s.more(b'}')? {
-                    break;
-                }
-            }
-        }
-        self.s.end()
-    }
-
-    fn usage(&mut self) -> Step {
-        if self.s.is_null() {
-            return Ok(());
-        }
-        self.s.eat(b'{', "'{' (usage)")?;
-        let (mut prompt, mut total) = (None, None);
-        if !self.s.eat_if(b'}') {
-            loop {
-                let key = self.s.string()?;
-                self.s.eat(b':', "':'")?;
-                match &*key {
-                    b"prompt_tokens" if !self.s.is_null() => {
-                        prompt = Some(self.s.integer(|| "usage.prompt_tokens".to_owned())?);
-                    }
-                    b"total_tokens" if !self.s.is_null() => {
-                        total = Some(self.s.integer(|| "usage.total_tokens".to_owned())?);
-                    }
-                    b"prompt_tokens" | b"total_tokens" => {}
-                    _ => self.s.skip_value(2)?,
-                }
-                if !self.s.more(b'}')? {
-                    break;
-                }
-            }
-        }
-        if prompt.is_some() || total.is_some() {
-            let p = prompt.or(total).unwrap_or(0);
-            self.usage = Some(Usage {
-                prompt_tokens: p,
-                total_tokens: total.unwrap_or(p),
-                cached_rows: 0,
-            });
-        }
-        Ok(())
-    }
-
-    fn data(&mut self) -> Step {
-        self.s.eat(b'[', "'[' (the `data` array)")?;
-        if self.s.eat_if(b']') {
-            return Ok(());
-        }
-        let mut position = 0;
-        let rows = self.rows.rows();
+    s.eat(b'{', "'{' (usage)")?;
+    let (mut prompt, mut total) = (None, None);
+    if !s.eat_if(b'}') {
         loop {
-            if position >= rows {
-                return Err(format!("more than {rows} embeddings for {rows} inputs"));
-            }
-            self.item(position)?;
-            position += 1;
-            if !self.s.more(b']')? {
-                return Ok(());
-            }
-        }
-    }
-
-    fn item(&mut self, position: usize) -> Step {
-        self.s.eat(b'{', "'{' (an embedding object)")?;
-        let mut index: Option<usize> = None;
-        let mut pending = Pending::None;
-        if self.s.eat_if(b'}') {
-            return Err(format!("item {position} has no `index`"));
-        }
-        loop {
-            let key = self.s.string()?;
-            self.s.eat(b':', "':'")?;
+            let key = s.string()?;
+            s.eat(b':', "':'")?;
             match &*key {
-                b"index" => {
-                    if index.is_some() {
-                        return Err(format!("item {position} has two `index` keys"));
-                    }
-                    let what = || format!("the `index` of item {position}");
-                    let rows = self.rows.rows();
-                    let raw = self.s.integer(what).map_err(|e| {
-                        if e.ends_with("out of range") {
-                            e.replace(&what(), "embedding index") + &format!(" for {rows} inputs")
-                        } else {
-                            e
-                        }
-                    })?;
-                    index = Some(self.rows.claim(raw)?);
+                b"prompt_tokens" if !s.is_null() => {
+                    prompt = Some(s.integer(|| "usage.prompt_tokens".to_owned())?);
                 }
-                b"embedding" => {
-                    if !matches!(pending, Pending::None) {
-                        return Err(format!("item {position} has two `embedding` keys"));
-                    }
-                    pending = self.embedding(index, position)?;
+                b"total_tokens" if !s.is_null() => {
+                    total = Some(s.integer(|| "usage.total_tokens".to_owned())?);
                 }
-                _ => self.s.skip_value(2)?,
+                b"prompt_tokens" | b"total_tokens" => {}
+                _ => s.skip_value(2)?,
             }
-            if !self.s.more(b'}')? {
+            if !s.more(b'}')? {
                 break;
             }
         }
-        let Some(index) = index else {
-            return Err(format!("item {position} has no `index`"));
-        };
-        match pending {
-            Pending::None => return Err(format!("item {position} has no `embedding`")),
-            Pending::Placed => {}
-            Pending::Base64(text) => self.rows.place_base64(index, &text)?,
-            Pending::Floats => self.rows.place_floats(index)?,
-        }
-        self.rows.done(index);
-        Ok(())
     }
+    Ok((prompt.is_some() || total.is_some()).then(|| {
+        let p = prompt.or(total).unwrap_or(0);
+        Usage {
+            prompt_tokens: p,
+            total_tokens: total.unwrap_or(p),
+            cached_rows: 0,
+        }
+    }))
+}
 
-    /// Reads an `embedding` value: straight into its row when the index and
-    /// dimension are known, else kept for [`Decoder::item`] to place.
-    fn embedding(&mut self, index: Option<usize>, position: usize) -> Step<Pending<'a>> {
-        self.s.ws();
-        let label = |index: Option<usize>| match index {
-            Some(i) => format!("embedding {i}"),
-            None => format!("the embedding of item {position}"),
-        };
-        match self.s.peek() {
-            Some(b'"') => {
-                if let Some(index) = index {
-                    if self.rows.try_base64_at(&mut self.s, index) {
-                        return Ok(Pending::Placed);
-                    }
-                }
-                let text = self.s.string()?;
-                match index {
-                    Some(index) if self.rows.ready() => {
-                        self.rows.place_base64(index, &text)?;
-                        Ok(Pending::Placed)
-                    }
-                    _ => Ok(Pending::Base64(text)),
+/// Reads an `embedding` value: straight into its row when the index and
+/// dimension are known, else kept for [`ResponseEnvelope::item`] to place.
+fn embedding<'a>(
+    s: &mut Scanner<'a>,
+    rows: &mut RowBuffer<'_>,
+    index: Option<usize>,
+    position: usize,
+) -> Step<Pending<'a>> {
+    s.ws();
+    let label = |index: Option<usize>| match index {
+        Some(i) => format!("embedding {i}"),
+        None => format!("the embedding of item {position}"),
+    };
+    match s.peek() {
+        Some(b'"') => {
+            if let Some(index) = index {
+                if rows.try_base64_at(s, index) {
+                    return Ok(Pending::Placed);
                 }
             }
-            Some(b'[') => {
-                if let Some(index) = index {
-                    let (b, i) = (self.s.bytes(), self.s.pos());
-                    if let Some(row) = self.rows.row_mut(index) {
-                        let end = json::parse_floats_into(b, i, row)
-                            .map_err(|e| format!("embedding {index}: {e}"))?;
-                        self.s.set_pos(end);
-                        return Ok(Pending::Placed);
-                    }
+            let text = s.string()?;
+            match index {
+                Some(index) if rows.ready() => {
+                    rows.place_base64(index, &text)?;
+                    Ok(Pending::Placed)
                 }
-                let dim = self.rows.dim();
-                self.rows
-                    .read_floats(&mut self.s, dim)
-                    .map_err(|e| format!("{}: {e}", label(index)))?;
-                Ok(Pending::Floats)
+                _ => Ok(Pending::Base64(text)),
             }
-            _ => {
-                let start = self.s.pos();
-                self.s.skip_value(2)?;
-                let raw = self.s.since(start);
-                Err(format!(
-                    "{} is neither a base64 string nor an array of numbers: {}",
-                    label(index),
-                    excerpt(&raw, 40)
-                ))
+        }
+        Some(b'[') => {
+            if let Some(index) = index {
+                let (b, i) = (s.bytes(), s.pos());
+                if let Some(row) = rows.row_mut(index) {
+                    let end = json::parse_floats_into(b, i, row)
+                        .map_err(|e| format!("embedding {index}: {e}"))?;
+                    s.set_pos(end);
+                    return Ok(Pending::Placed);
+                }
             }
+            let dim = rows.dim();
+            rows.read_floats(s, dim)
+                .map_err(|e| format!("{}: {e}", label(index)))?;
+            Ok(Pending::Floats)
+        }
+        _ => {
+            let start = s.pos();
+            s.skip_value(2)?;
+            let raw = s.since(start);
+            Err(format!(
+                "{} is neither a base64 string nor an array of numbers: {}",
+                label(index),
+                excerpt(&raw, 40)
+            ))
         }
     }
 }

@@ -568,12 +568,15 @@ impl OpenAiEmbedder {
             dim,
             key: "embedding",
         };
+        // Decoded as the answer streams in: only its undecoded tail is held.
+        let mut stream = decode::response_stream(rows, dim, sink)?;
         let answer = self
             .client
-            .call_ok(
+            .call_into(
                 self.client.post_json(&self.url, body),
                 &self.url_display,
                 cap,
+                &mut stream,
                 |status, headers, body, masker| {
                     let err = parse_error_masked(status, headers, body, masker);
                     tracing::debug!(target: "embeddings_openai", status, kind = %err.kind(), "error answer");
@@ -584,32 +587,15 @@ impl OpenAiEmbedder {
         tracing::trace!(
             target: "embeddings_openai",
             status = answer.status,
-            response_bytes = answer.body.len(),
+            response_bytes = answer.received,
             "answer received"
         );
-        let mut out = decode::decode_response_into(&answer.body, rows, dim, sink)?;
+        let floats = check && stream.envelope().held_floats();
+        let mut out = stream.finish()?;
         self.info.learn_dimension(out.dim());
         out.set_rate_limits(rate_limit_snapshot(&answer.headers));
-        let floats = check && holds_float_rows(&answer.body);
         Ok((out, floats))
     }
-}
-
-/// Whether an answer's first `embedding` is a JSON array (floats) rather
-/// than a base64 string.
-fn holds_float_rows(body: &[u8]) -> bool {
-    const KEY: &[u8] = b"\"embedding\"";
-    let mut from = 0;
-    while let Some(at) = body[from..].windows(KEY.len()).position(|w| w == KEY) {
-        let rest = &body[from + at + KEY.len()..];
-        let mut it = rest.iter().skip_while(|b| b.is_ascii_whitespace());
-        if it.next() == Some(&b':') {
-            // The key `embedding` (not the value `"object": "embedding"`).
-            return it.find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
-        }
-        from += at + KEY.len();
-    }
-    false
 }
 
 fn is_openai_host(url: &Url) -> bool {
