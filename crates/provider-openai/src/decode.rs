@@ -801,5 +801,112 @@ mod tests {
         fn bits(v: &[f32]) -> Vec<u32> {
             v.iter().map(|x| x.to_bits()).collect()
         }
+
+        /// The body fed in pieces of `cuts` sizes (the way `read_body_into`
+        /// does: the unconsumed tail kept and fed again with what follows),
+        /// into a sink or not: rows (bits) and usage, or the message.
+        fn streamed(
+            body: &[u8],
+            rows: usize,
+            dim: usize,
+            cuts: &[usize],
+            into_sink: bool,
+        ) -> std::result::Result<(Vec<u32>, Option<Usage>), String> {
+            let mut dst = vec![0.0f32; rows * dim];
+            let slice = embeddings_core::SliceSink::new(&mut dst, dim.max(1));
+            let sink = slice
+                .as_ref()
+                .filter(|_| into_sink && dim > 0)
+                .map(|s| s as &dyn RowSink);
+            let run = || -> Result<Embeddings> {
+                let mut stream = response_stream(rows, dim, sink)?;
+                let (mut buf, mut at) = (Vec::new(), 0);
+                for &cut in cuts.iter().cycle().take(body.len() + 1) {
+                    if at >= body.len() {
+                        break;
+                    }
+                    let end = (at + cut.max(1)).min(body.len());
+                    buf.extend_from_slice(&body[at..end]);
+                    at = end;
+                    let n = stream.feed(&buf, false)?;
+                    buf.drain(..n);
+                }
+                buf.extend_from_slice(&body[at..]);
+                stream.feed(&buf, true)?;
+                stream.finish()
+            };
+            let out = run().map_err(|e| e.message().to_owned());
+            let filled = sink.is_some_and(|s| s.is_filled());
+            drop(slice);
+            let e = out?;
+            if filled {
+                prop_assert_eq_like(e.is_empty(), "a sink's answer has no rows of its own")?;
+                return Ok((bits(&dst), e.usage()));
+            }
+            prop_assert_eq_like(
+                !into_sink || dim == 0,
+                "an answer decoded into a sink left it unfilled",
+            )?;
+            Ok((bits(e.as_flat()), e.usage()))
+        }
+
+        fn prop_assert_eq_like(ok: bool, what: &str) -> std::result::Result<(), String> {
+            if ok {
+                Ok(())
+            } else {
+                Err(format!("broken: {what}"))
+            }
+        }
+
+        fn whole(
+            body: &[u8],
+            rows: usize,
+            dim: usize,
+        ) -> std::result::Result<(Vec<u32>, Option<Usage>), String> {
+            decode_response(body, rows, dim)
+                .map(|e| (bits(e.as_flat()), e.usage()))
+                .map_err(|e| e.message().to_owned())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// Any split of any answer, good or broken, decodes as the
+            /// whole body does: the same rows or the same refusal.
+            #[test]
+            fn an_answer_fed_in_any_pieces_decodes_as_the_whole_body(
+                vs in proptest::collection::vec(proptest::collection::vec(-2.0f32..2.0, 3), 1..5),
+                perm_seed in any::<u64>(),
+                floats in any::<bool>(),
+                usage_first in any::<bool>(),
+                mangle in proptest::option::of((0usize..600, any::<u8>())),
+                cut in proptest::option::of(0usize..600),
+                cuts in proptest::collection::vec(1usize..40, 1..6),
+                ask_rows in 0usize..6,
+                dim in prop_oneof![Just(0usize), Just(3), Just(2)],
+                into_sink in any::<bool>(),
+            ) {
+                let n = vs.len();
+                let mut order: Vec<usize> = (0..n).collect();
+                order.rotate_left((perm_seed as usize) % n);
+                if perm_seed % 2 == 1 { order.reverse(); }
+                let rows: Vec<(i64, &[f32])> = order.iter().map(|&i| (i as i64, vs[i].as_slice())).collect();
+                let data = if floats { body_float(&rows) } else { body_b64(&rows) };
+                // Move `usage` (and the rest of the envelope) ahead of `data` sometimes.
+                let mut body = if usage_first {
+                    data.replacen("{", r#"{"usage":{"prompt_tokens":7,"total_tokens":9},"model":"m","#, 1).into_bytes()
+                } else {
+                    data.into_bytes()
+                };
+                if let Some((at, byte)) = mangle {
+                    if let Some(b) = body.get_mut(at) { *b = byte; }
+                }
+                if let Some(c) = cut { body.truncate(c.min(body.len())); }
+                let rows_asked = if ask_rows == 0 { n } else { ask_rows };
+                let expected = whole(&body, rows_asked, dim);
+                prop_assert_eq!(streamed(&body, rows_asked, dim, &cuts, into_sink), expected.clone());
+                prop_assert_eq!(streamed(&body, rows_asked, dim, &[1], into_sink), expected);
+            }
+        }
     }
 }
