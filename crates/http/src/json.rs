@@ -786,14 +786,15 @@ impl<'d> RowBuffer<'d> {
         }
     }
 
-    /// A detached buffer's rows attached to `dst` (`rows × dim`) for one
-    /// step; `None` when it is not detached or `dst` has another length.
-    fn attach<'x>(self, dst: &'x mut [f32]) -> std::result::Result<RowBuffer<'x>, Self> {
-        if matches!(self.out, Out::Detached) && Some(dst.len()) == self.rows.checked_mul(self.dim) {
-            Ok(self.moved(Out::Into(dst)))
-        } else {
-            Err(self)
-        }
+    /// Whether a detached buffer's rows can be attached to `len` values.
+    fn attaches_to(&self, len: usize) -> bool {
+        matches!(self.out, Out::Detached) && Some(len) == self.rows.checked_mul(self.dim)
+    }
+
+    /// The buffer's rows attached to `dst` for one step (checked first by
+    /// [`RowBuffer::attaches_to`]).
+    fn attach<'x>(self, dst: &'x mut [f32]) -> RowBuffer<'x> {
+        self.moved(Out::Into(dst))
     }
 
     /// The buffer after a step: borrowed rows detached, its own kept.
@@ -1235,10 +1236,13 @@ impl<'s, E: Envelope> RowStream<'s, E> {
                     let Some(buffer) = taken.take() else {
                         return Err(Error::invalid_response("internal: a row sink wrote twice"));
                     };
-                    let mut rows = buffer.attach(dst).map_err(|buffer| {
+                    if !buffer.attaches_to(dst.len()) {
                         *slot = Some(buffer);
-                        Error::invalid_input("a row sink of another shape than the request")
-                    })?;
+                        return Err(Error::invalid_input(
+                            "a row sink of another shape than the request",
+                        ));
+                    }
+                    let mut rows = buffer.attach(dst);
                     let step = units(envelope, &mut rows, buf, offset, ended, last);
                     *slot = Some(rows.detach());
                     n = step?;

@@ -837,7 +837,6 @@ mod tests {
             };
             let out = run().map_err(|e| e.message().to_owned());
             let filled = sink.is_some_and(|s| s.is_filled());
-            drop(slice);
             let e = out?;
             if filled {
                 prop_assert_eq_like(e.is_empty(), "a sink's answer has no rows of its own")?;
