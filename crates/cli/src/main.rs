@@ -188,7 +188,7 @@ fn load_config(common: &CommonArgs) -> Result<Config> {
     if let Some(n) = &common.concurrency {
         let n = flag_number("--concurrency", n, 1, MAX_CONCURRENCY)?;
         // Both bounds: sub-batches of a call, and requests in flight overall.
-        config.batch.concurrency = n;
+        config.batch.concurrency = Some(n);
         config.concurrency.max_in_flight = Some(n);
     }
     if let Some(n) = &common.max_retries {
@@ -272,7 +272,7 @@ fn check_bounds(config: &Config) -> Result<()> {
     )?;
     at_most(
         "batch.concurrency",
-        Some(config.batch.concurrency),
+        config.batch.concurrency,
         MAX_CONCURRENCY,
     )?;
     at_most(

@@ -142,8 +142,10 @@ pub struct BatchConfig {
     pub max_batch_size: Option<usize>,
     /// Lowers the provider's `max_batch_tokens` (never raises it).
     pub max_batch_tokens: Option<usize>,
-    /// Sub-batches of one call run at most this many at a time.
-    pub concurrency: usize,
+    /// Sub-batches of one call run at most this many at a time; `None`: the
+    /// provider's [`ProviderInfo::concurrency`](crate::ProviderInfo::concurrency)
+    /// (16 for hosted services, 4 for Ollama, TEI and in-process models).
+    pub concurrency: Option<usize>,
     /// What to do with over-long inputs.
     pub over_length: OverLengthPolicy,
 }
@@ -154,7 +156,7 @@ impl Default for BatchConfig {
             enabled: true,
             max_batch_size: None,
             max_batch_tokens: None,
-            concurrency: 4,
+            concurrency: None,
             over_length: OverLengthPolicy::Error,
         }
     }
@@ -564,11 +566,7 @@ impl Config {
             self.batch.max_batch_tokens,
             usize::MAX,
         )?;
-        range(
-            "batch.concurrency",
-            Some(self.batch.concurrency),
-            MAX_CONCURRENCY,
-        )?;
+        range("batch.concurrency", self.batch.concurrency, MAX_CONCURRENCY)?;
         range(
             "concurrency.max_in_flight",
             self.concurrency.max_in_flight,

@@ -45,12 +45,26 @@ pub struct ProviderInfo {
     /// Whether the model runs in this process (no network): the layers use
     /// defaults that fit (no retry of compute errors, no adaptive rate limit).
     pub in_process: bool,
+    /// How many sub-batches of one call the batch layer sends at once when
+    /// `batch.concurrency` is not configured. [`ProviderInfo::new`] gives 4,
+    /// which fits a server that computes one batch at a time (Ollama, TEI on
+    /// the user's hardware: requests beyond what it computes only wait in its
+    /// queue, where they may run into their timeout) and in-process models;
+    /// hosted services set [`ProviderInfo::HOSTED_CONCURRENCY`].
+    pub concurrency: usize,
     /// The vector-changing settings beyond provider and model
     /// (`;key=value` each), see [`ProviderInfo::fingerprint`].
     settings: String,
 }
 
 impl ProviderInfo {
+    /// The [`concurrency`](ProviderInfo::concurrency) of a hosted service
+    /// (OpenAI, Cohere, Voyage, ...): such a service limits requests and
+    /// tokens per minute (which the rate-limit layer paces), not requests in
+    /// flight, so a call's sub-batches go out together and its wall time is
+    /// about one request's latency instead of one per four sub-batches.
+    pub const HOSTED_CONCURRENCY: usize = 16;
+
     /// Info with generous limits; providers override what they know.
     pub fn new(
         provider: impl Into<Cow<'static, str>>,
@@ -68,6 +82,7 @@ impl ProviderInfo {
             input_types: &[],
             output_types: &[],
             in_process: false,
+            concurrency: 4,
             settings: String::new(),
         }
     }

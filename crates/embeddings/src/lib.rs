@@ -204,7 +204,7 @@ impl EmbedderBuilder {
 
     /// Sub-batches of one call in flight at once.
     pub fn concurrency(mut self, n: usize) -> Self {
-        self.config.batch.concurrency = n;
+        self.config.batch.concurrency = Some(n);
         self
     }
 

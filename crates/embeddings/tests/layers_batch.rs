@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use embeddings::layers::{self, BatchLayer, StreamOptions, embed_iter, embed_stream, plan_batches};
 use embeddings::mock::{MockEmbedder, MockFaults, vector};
-use embeddings::{BatchConfig, Config, Embedder, ErrorKind, OverLengthPolicy, RetryConfig};
+use embeddings::{
+    BatchConfig, Config, Embedder, ErrorKind, OverLengthPolicy, ProviderInfo, RetryConfig,
+};
 use futures::StreamExt;
 use layers_common::{Probe, Step, assert_rows, refs, texts};
 use proptest::prelude::*;
@@ -70,7 +72,7 @@ proptest! {
             max_input_tokens: Some(10),
             ..MockFaults::default()
         });
-        let layer = BatchLayer::new(inner.clone(), BatchConfig { concurrency, ..BatchConfig::default() });
+        let layer = BatchLayer::new(inner.clone(), BatchConfig { concurrency: Some(concurrency), ..BatchConfig::default() });
         let owned: Vec<String> = lens.iter().enumerate()
             .map(|(i, &n)| format!("{i}:{}", "x".repeat(n)).chars().take(40).collect())
             .collect();
@@ -134,7 +136,7 @@ async fn rows_are_reassembled_in_input_order_when_sub_batches_finish_out_of_orde
     let layer = BatchLayer::new(
         probe.clone(),
         BatchConfig {
-            concurrency: 8,
+            concurrency: Some(8),
             ..BatchConfig::default()
         },
     );
@@ -148,6 +150,40 @@ async fn rows_are_reassembled_in_input_order_when_sub_batches_finish_out_of_orde
             .map(|t| embeddings::estimate_tokens(t) as u64)
             .sum::<u64>()
     });
+}
+
+/// Without `batch.concurrency` a call's sub-batches go out as many at a time
+/// as the provider says (`ProviderInfo::concurrency`); the setting overrides it.
+#[tokio::test(start_paused = true)]
+async fn sub_batches_in_flight_follow_the_provider_unless_configured() {
+    for (provider, configured, expected) in [
+        (4, None, 4),
+        (ProviderInfo::HOSTED_CONCURRENCY, None, 16),
+        (16, Some(3), 3),
+        (2, Some(9), 9),
+    ] {
+        let mut probe = Probe::new("m", 6).with_info(|i| {
+            i.max_batch_size = 2;
+            i.concurrency = provider;
+        });
+        probe.delay_of = Some(|_| Duration::from_millis(100));
+        let probe = Arc::new(probe);
+        let layer = BatchLayer::new(
+            probe.clone(),
+            BatchConfig {
+                concurrency: configured,
+                ..BatchConfig::default()
+            },
+        );
+        let owned = texts(40);
+        let rows = layer.embed_documents(&refs(&owned)).await.unwrap();
+        assert_rows(&rows, "m", &refs(&owned));
+        assert_eq!(
+            probe.max_in_flight.load(Ordering::SeqCst),
+            expected,
+            "provider {provider}, configured {configured:?}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -246,7 +282,7 @@ async fn a_failed_sub_batch_fails_the_call_naming_its_inputs() {
         },
     );
     let config = BatchConfig {
-        concurrency: 1,
+        concurrency: Some(1),
         ..BatchConfig::default()
     };
     let layer = BatchLayer::new(inner, config);
@@ -343,7 +379,7 @@ async fn sub_batches_go_straight_into_the_result_or_are_copied_with_the_same_row
         });
         let config = BatchConfig {
             max_batch_size: Some(5),
-            concurrency: 3,
+            concurrency: Some(3),
             ..BatchConfig::default()
         };
         let layer = BatchLayer::new(spy.clone(), config);
@@ -407,7 +443,7 @@ async fn retries_go_to_the_failed_sub_batch_alone() {
         },
     );
     let mut config = Config::for_provider("mock");
-    config.batch.concurrency = 1;
+    config.batch.concurrency = Some(1);
     config.retry = RetryConfig {
         jitter: false,
         ..RetryConfig::default()

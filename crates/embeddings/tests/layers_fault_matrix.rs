@@ -54,7 +54,7 @@ fn fixtures() -> Vec<&'static dyn Fixture> {
 fn config(f: &dyn Fixture, server: &FakeServer, per_attempt: Duration) -> Config {
     let mut c = f.config(&server.base_url());
     c.batch.max_batch_size = Some(8);
-    c.batch.concurrency = 2;
+    c.batch.concurrency = Some(2);
     c.retry.max_retries = MAX_RETRIES;
     c.retry.initial_backoff = Duration::from_millis(5);
     c.retry.max_backoff = Duration::from_millis(20);
@@ -339,7 +339,7 @@ async fn integrity_under_load() {
     config.rate_limit.tokens_per_minute = Some(1_000_000);
     config.concurrency.max_in_flight = Some(16);
     config.batch.max_batch_size = Some(256);
-    config.batch.concurrency = 16;
+    config.batch.concurrency = Some(16);
     config.retry.max_retries = 8;
     // The server's 429s say how long to wait (the client's and the server's
     // buckets drift apart by the time requests spend in transit, more on a
@@ -386,7 +386,7 @@ async fn throughput_by_concurrency() {
     for concurrency in [1usize, 4, 16, 64] {
         let mut config = config(f, &server, ANSWER_TIMEOUT);
         config.batch.max_batch_size = Some(16);
-        config.batch.concurrency = concurrency;
+        config.batch.concurrency = Some(concurrency);
         config.concurrency.max_in_flight = Some(concurrency);
         let embedder = embeddings::from_config(&config).unwrap();
         let inputs = texts(16 * 10 * concurrency);
@@ -445,7 +445,7 @@ async fn sustained_run(l: u32, configured: bool) {
         config.rate_limit.tokens_per_minute = Some(l);
     }
     config.batch.max_batch_size = Some(64);
-    config.batch.concurrency = 8;
+    config.batch.concurrency = Some(8);
     config.retry.max_retries = 10;
     config.retry.max_retry_after = Duration::from_secs(60);
     config.timeout.per_attempt = Some(Duration::from_secs(30));

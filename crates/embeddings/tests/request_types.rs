@@ -247,7 +247,7 @@ async fn errors_name_the_callers_inputs() {
     });
     let mut c = config();
     c.batch.max_batch_size = Some(2);
-    c.batch.concurrency = 1;
+    c.batch.concurrency = Some(1);
     let e = layers::apply(mock, &c).unwrap();
     let err = e
         .embed_documents(&["a", "b", "c", "d", "e"])

@@ -191,6 +191,7 @@ async fn cohere_input_types_output_types_and_96_per_call() {
     let s = server().await;
     let e = BedrockEmbedder::from_config(&cohere_config(&s, "cohere.embed-english-v3")).unwrap();
     assert_eq!(e.info().max_batch_size, COHERE_MAX_TEXTS);
+    assert_eq!(e.info().concurrency, 16, "a hosted service");
     let texts = ["alpha", "beta", "gamma δ"];
     for t in OutputType::ALL {
         s.reset_log();

@@ -227,6 +227,7 @@ impl CohereEmbedder {
         });
 
         let mut info = ProviderInfo::new(NAME, model.clone(), dimension);
+        info.concurrency = ProviderInfo::HOSTED_CONCURRENCY;
         info.max_batch_size = MAX_TEXTS;
         info.max_input_tokens = section
             .max_input_tokens

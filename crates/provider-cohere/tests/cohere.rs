@@ -99,6 +99,7 @@ async fn at_most_96_texts_per_call_and_the_layers_split() {
     let s = server().await;
     let e = CohereEmbedder::from_config(&config(&s)).unwrap();
     assert_eq!(e.info().max_batch_size, MAX_TEXTS);
+    assert_eq!(e.info().concurrency, 16, "a hosted service");
     let owned: Vec<String> = (0..200).map(|i| format!("text {i}")).collect();
     let texts: Vec<&str> = owned.iter().map(String::as_str).collect();
     let err = e.embed_documents(&texts[..97]).await.unwrap_err();

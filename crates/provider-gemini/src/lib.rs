@@ -383,6 +383,7 @@ impl GeminiEmbedder {
             .unwrap_or(0);
 
         let mut info = ProviderInfo::new(NAME, model.clone(), dimension);
+        info.concurrency = ProviderInfo::HOSTED_CONCURRENCY;
         info.max_input_tokens = section
             .max_input_tokens
             .or(known.map(|k| k.max_input_tokens))

@@ -123,6 +123,7 @@ async fn at_most_100_per_call_and_the_layers_split() {
     let s = server().await;
     let e = GeminiEmbedder::from_config(&config(&s)).unwrap();
     assert_eq!(e.info().max_batch_size, MAX_BATCH);
+    assert_eq!(e.info().concurrency, 16, "a hosted service");
     let owned: Vec<String> = (0..250).map(|i| format!("text {i}")).collect();
     let texts: Vec<&str> = owned.iter().map(String::as_str).collect();
     let err = e.embed_documents(&texts[..101]).await.unwrap_err();

@@ -224,6 +224,7 @@ async fn batch_limit_and_the_layers_split() {
         (e.info().max_batch_size, e.info().max_input_tokens),
         (MAX_INPUTS, 8192)
     );
+    assert_eq!(e.info().concurrency, 16, "a hosted service");
     let owned: Vec<String> = (0..MAX_INPUTS + 3).map(|i| format!("t{i}")).collect();
     let texts: Vec<&str> = owned.iter().map(String::as_str).collect();
     let err = e.embed_documents(&texts).await.unwrap_err();

@@ -437,6 +437,7 @@ async fn config_is_checked() {
         (e.info().max_batch_size, e.info().max_batch_tokens),
         (MAX_INPUTS, 4000)
     );
+    assert_eq!(e.info().concurrency, 16, "a hosted service");
     let c = Config::from_toml_str(
         "provider = \"mistral\"\napi_key = \"k\"\n[mistral]\ntruncate = true\n",
     )

@@ -70,6 +70,8 @@ async fn one_request_for_n_inputs_and_every_row_is_the_design_vector() {
     // Learned from the answer: free from now on.
     assert_eq!(e.dimension(), 384);
     assert_eq!(e.info().dimension, 384);
+    // A server on the user's hardware: four sub-batches in flight.
+    assert_eq!(e.info().concurrency, 4);
     assert!(e.info().normalized);
 
     let reqs = s.requests();

@@ -412,6 +412,8 @@ fn configuration_is_validated_up_front() {
     assert!(err.message().contains("openai.max_batch_size"), "{err}");
     let e = build("provider = \"openai\"\n[openai]\nmax_batch_size = 16\nmax_input_tokens = 512\nnormalized = false\nconnect_timeout = \"2s\"").unwrap();
     assert_eq!(e.info().max_batch_size, 16);
+    // A hosted service: sub-batches of a call go out together.
+    assert_eq!(e.info().concurrency, 16);
     assert_eq!(e.info().max_input_tokens, 512);
     assert!(!e.info().normalized);
     assert_eq!(e.info().max_batch_tokens, 300_000);

@@ -39,6 +39,8 @@ async fn prepare_reads_info_and_probes_the_dimension() {
     p.prepare().await.unwrap();
     let i = p.info();
     assert_eq!((i.max_batch_size, i.max_input_tokens), (4, 128));
+    // A server on the user's hardware: four sub-batches in flight.
+    assert_eq!(i.concurrency, 4);
     assert_eq!((i.model.as_str(), i.dimension), (TeiFixture::MODEL, 384));
     let routes: Vec<_> = s.requests().iter().map(|r| r.route).collect();
     assert_eq!(routes, [TEI_INFO, TEI_EMBED], "one /info, one probe, once");

@@ -221,6 +221,7 @@ impl VoyageEmbedder {
             .truncation
             .unwrap_or(config.batch.over_length == OverLengthPolicy::Truncate);
         let mut info = ProviderInfo::new(NAME, model.clone(), config.dimensions.unwrap_or(native));
+        info.concurrency = ProviderInfo::HOSTED_CONCURRENCY;
         info.max_batch_size = section
             .max_batch_size
             .unwrap_or(MAX_INPUTS)

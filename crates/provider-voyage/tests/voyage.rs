@@ -139,6 +139,7 @@ async fn batch_and_token_limits_by_model() {
         (e.info().max_batch_size, e.info().max_batch_tokens),
         (MAX_INPUTS, 1_000_000)
     );
+    assert_eq!(e.info().concurrency, 16, "a hosted service");
     let mut c = config(&s);
     c.model = Some("voyage-3-large".into());
     let large = VoyageEmbedder::from_config(&c).unwrap();

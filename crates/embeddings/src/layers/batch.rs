@@ -83,8 +83,10 @@ pub fn plan_batches(
 }
 
 /// Splits calls by `max_batch_size` and by tokens per request, applies the
-/// over-long-input policy, runs the sub-batches `concurrency` at a time and
-/// reassembles the rows in input order.
+/// over-long-input policy, runs the sub-batches `concurrency` at a time
+/// (`batch.concurrency`, else the provider's [`ProviderInfo::concurrency`]:
+/// 16 for hosted services, 4 otherwise) and reassembles the rows in input
+/// order.
 ///
 /// When a call fits in one request (the common case) it is passed on as it
 /// is, without allocating. A sub-batch that fails (after the retries of the
@@ -375,7 +377,12 @@ impl BatchLayer {
                 let res = inner.embed(req).await;
                 (r, sink, res)
             })
-            .buffer_unordered(self.config.concurrency.max(1));
+            .buffer_unordered(
+                self.config
+                    .concurrency
+                    .unwrap_or(inner.info().concurrency)
+                    .max(1),
+            );
 
         let mut out: Option<Embeddings> = None;
         let mut usage: Option<Usage> = None;

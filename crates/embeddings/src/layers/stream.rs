@@ -39,12 +39,13 @@ impl Default for StreamOptions {
 
 impl StreamOptions {
     /// Batch size and concurrency from the `[batch]` section (the CLI's
-    /// `--batch-size` and `--concurrency`).
+    /// `--batch-size` and `--concurrency`); an unset concurrency stays 4.
     pub fn from_config(config: &BatchConfig) -> Self {
+        let default = StreamOptions::default();
         StreamOptions {
             batch_size: config.max_batch_size,
-            concurrency: config.concurrency,
-            ..StreamOptions::default()
+            concurrency: config.concurrency.unwrap_or(default.concurrency),
+            ..default
         }
     }
 
