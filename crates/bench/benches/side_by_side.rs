@@ -12,6 +12,7 @@
 //! cargo bench -p embeddings-bench --bench side_by_side
 //! SIDE_BY_SIDE_ROUNDS=5 cargo bench -p embeddings-bench --bench side_by_side
 //! SIDE_BY_SIDE_ONLY=ours/base64 cargo bench -p embeddings-bench --bench side_by_side
+//! SIDE_BY_SIDE_CONCURRENCY=4 cargo bench -p embeddings-bench --bench side_by_side
 //! ```
 //!
 //! Prints the median over the rounds (3 by default, after one warm-up) of
@@ -127,8 +128,17 @@ fn report(name: &str, r: Run) {
     );
 }
 
+/// Our embedder as a new user builds it; `SIDE_BY_SIDE_CONCURRENCY` sets
+/// `batch.concurrency` (default: the provider's, 16 for OpenAI).
 fn ours(url: &str, encoding: &str) -> std::sync::Arc<dyn Embedder> {
-    EmbedderBuilder::new("openai")
+    let mut builder = EmbedderBuilder::new("openai");
+    if let Some(n) = std::env::var("SIDE_BY_SIDE_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        builder = builder.concurrency(n);
+    }
+    builder
         .base_url(url)
         .model(MODEL)
         .api_key("sk-bench-not-a-key")
