@@ -50,7 +50,8 @@ pub struct ProviderInfo {
     /// which fits a server that computes one batch at a time (Ollama, TEI on
     /// the user's hardware: requests beyond what it computes only wait in its
     /// queue, where they may run into their timeout) and in-process models;
-    /// hosted services set [`ProviderInfo::HOSTED_CONCURRENCY`].
+    /// hosted services are built with [`ProviderInfo::hosted`]
+    /// ([`ProviderInfo::HOSTED_CONCURRENCY`]).
     pub concurrency: usize,
     /// The vector-changing settings beyond provider and model
     /// (`;key=value` each), see [`ProviderInfo::fingerprint`].
@@ -84,6 +85,25 @@ impl ProviderInfo {
             in_process: false,
             concurrency: 4,
             settings: String::new(),
+        }
+    }
+
+    /// [`ProviderInfo::new`] for a hosted service: its
+    /// [`concurrency`](ProviderInfo::concurrency) is
+    /// [`ProviderInfo::HOSTED_CONCURRENCY`].
+    ///
+    /// ```
+    /// let info = embeddings_core::ProviderInfo::hosted("openai", "text-embedding-3-small", 1536);
+    /// assert_eq!(info.concurrency, 16);
+    /// ```
+    pub fn hosted(
+        provider: impl Into<Cow<'static, str>>,
+        model: impl Into<String>,
+        dimension: usize,
+    ) -> Self {
+        ProviderInfo {
+            concurrency: Self::HOSTED_CONCURRENCY,
+            ..ProviderInfo::new(provider, model, dimension)
         }
     }
 

@@ -338,8 +338,7 @@ impl BedrockEmbedder {
                     )));
                 }
                 let normalize = section.normalize.unwrap_or(true);
-                let mut info = ProviderInfo::new(NAME, model.clone(), dimensions);
-                info.concurrency = ProviderInfo::HOSTED_CONCURRENCY;
+                let mut info = ProviderInfo::hosted(NAME, model.clone(), dimensions);
                 info.max_batch_size = 1;
                 info.max_input_tokens = section.max_input_tokens.unwrap_or(TITAN_MAX_TOKENS);
                 info.max_batch_tokens = info.max_input_tokens;
@@ -374,8 +373,7 @@ impl BedrockEmbedder {
                     _ => Truncate::None,
                 });
                 let mut info =
-                    ProviderInfo::new(NAME, model.clone(), output_dimension.unwrap_or(native));
-                info.concurrency = ProviderInfo::HOSTED_CONCURRENCY;
+                    ProviderInfo::hosted(NAME, model.clone(), output_dimension.unwrap_or(native));
                 info.max_batch_size = COHERE_MAX_TEXTS;
                 info.max_input_tokens =
                     section

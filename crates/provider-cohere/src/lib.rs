@@ -226,8 +226,7 @@ impl CohereEmbedder {
             _ => Truncate::None,
         });
 
-        let mut info = ProviderInfo::new(NAME, model.clone(), dimension);
-        info.concurrency = ProviderInfo::HOSTED_CONCURRENCY;
+        let mut info = ProviderInfo::hosted(NAME, model.clone(), dimension);
         info.max_batch_size = MAX_TEXTS;
         info.max_input_tokens = section
             .max_input_tokens

@@ -382,8 +382,7 @@ impl GeminiEmbedder {
             .or(known.map(|k| k.dimension))
             .unwrap_or(0);
 
-        let mut info = ProviderInfo::new(NAME, model.clone(), dimension);
-        info.concurrency = ProviderInfo::HOSTED_CONCURRENCY;
+        let mut info = ProviderInfo::hosted(NAME, model.clone(), dimension);
         info.max_input_tokens = section
             .max_input_tokens
             .or(known.map(|k| k.max_input_tokens))

@@ -312,8 +312,7 @@ impl JinaEmbedder {
             .unwrap_or(config.batch.over_length == OverLengthPolicy::Truncate);
         let context = spec.map_or(8192, |s| s.context);
         let dimension = config.dimensions.or(spec.map(|s| s.dimension)).unwrap_or(0);
-        let mut info = ProviderInfo::new(NAME, model.clone(), dimension);
-        info.concurrency = ProviderInfo::HOSTED_CONCURRENCY;
+        let mut info = ProviderInfo::hosted(NAME, model.clone(), dimension);
         for (key, v) in [
             ("max_batch_size", section.max_batch_size),
             ("max_batch_tokens", section.max_batch_tokens),

@@ -221,8 +221,7 @@ impl MistralEmbedder {
             }
         }
         let dimension = config.dimensions.or(spec.map(|s| s.dimension)).unwrap_or(0);
-        let mut info = ProviderInfo::new(NAME, model.clone(), dimension);
-        info.concurrency = ProviderInfo::HOSTED_CONCURRENCY;
+        let mut info = ProviderInfo::hosted(NAME, model.clone(), dimension);
         info.max_batch_size = section.max_batch_size.unwrap_or(MAX_INPUTS).min(MAX_INPUTS);
         info.max_input_tokens = MAX_INPUT_TOKENS;
         info.max_batch_tokens = section

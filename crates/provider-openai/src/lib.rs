@@ -269,8 +269,7 @@ impl OpenAiEmbedder {
         };
         let dimension = config.dimensions.or(known).unwrap_or(0);
 
-        let mut info = ProviderInfo::new(NAME, model.clone(), dimension);
-        info.concurrency = ProviderInfo::HOSTED_CONCURRENCY;
+        let mut info = ProviderInfo::hosted(NAME, model.clone(), dimension);
         info.max_batch_size = 2048;
         info.max_input_tokens = 8192;
         info.max_batch_tokens = 300_000;

@@ -220,8 +220,8 @@ impl VoyageEmbedder {
         let truncation = section
             .truncation
             .unwrap_or(config.batch.over_length == OverLengthPolicy::Truncate);
-        let mut info = ProviderInfo::new(NAME, model.clone(), config.dimensions.unwrap_or(native));
-        info.concurrency = ProviderInfo::HOSTED_CONCURRENCY;
+        let mut info =
+            ProviderInfo::hosted(NAME, model.clone(), config.dimensions.unwrap_or(native));
         info.max_batch_size = section
             .max_batch_size
             .unwrap_or(MAX_INPUTS)
