@@ -46,7 +46,7 @@ use std::fmt;
 use base64::Engine as _;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use embeddings_core::json_number::parse_f32;
+use embeddings_core::json_number::{parse_f32, parse_f32_short};
 use embeddings_core::{Embeddings, Error, MAX_DIMENSIONS, Result, Usage};
 
 /// What a scanning step returns: the error is a message for
@@ -294,16 +294,11 @@ pub fn parse_floats(
     }
     let mut k = 0;
     loop {
-        let Some((v, next)) = parse_f32(b, i) else {
-            return Err(if i >= b.len() {
-                RowError::Truncated
-            } else {
-                RowError::NotANumber { at: k }
-            });
+        // The common number first: it is finite and needs no check.
+        let (v, next) = match parse_f32_short(b, i) {
+            Some(r) => r,
+            None => any_number(b, i, k)?,
         };
-        if (v.to_bits() & 0x7f80_0000) == 0x7f80_0000 {
-            return Err(RowError::NotFinite { at: k });
-        }
         if !sink(v) {
             return Err(RowError::Dimension {
                 got: k + 1,
@@ -325,10 +320,25 @@ pub fn parse_floats(
                 }
             }
         };
-        if let Some(b' ' | b'\n' | b'\r' | b'\t') = b.get(i) {
-            i = skip_ws(b, i);
-        }
     }
+}
+
+/// Number `k` of an array at `b[i]`, after any whitespace, in any shape;
+/// refused when it is not a number or not finite.
+#[inline(never)]
+fn any_number(b: &[u8], i: usize, k: usize) -> std::result::Result<(f32, usize), RowError> {
+    let i = skip_ws(b, i);
+    let Some((v, next)) = parse_f32(b, i) else {
+        return Err(if i >= b.len() {
+            RowError::Truncated
+        } else {
+            RowError::NotANumber { at: k }
+        });
+    };
+    if (v.to_bits() & 0x7f80_0000) == 0x7f80_0000 {
+        return Err(RowError::NotFinite { at: k });
+    }
+    Ok((v, next))
 }
 
 // ---------------------------------------------------------------------------
@@ -1541,6 +1551,42 @@ mod tests {
             let mut out = vec![0.0; v.len()];
             decode_base64_into(b64.as_bytes(), &mut out, &mut Vec::new()).unwrap();
             prop_assert_eq!(bits(&out), bits(&v));
+        }
+
+        #[test]
+        fn embedding_rows_parse_in_every_layout(
+            v in proptest::collection::vec(-1.0f32..1.0, 1..200),
+            layout in 0usize..4,
+        ) {
+            // Shortest texts (serde_json, as most servers write them), compact,
+            // spaced or pretty-printed as OpenAI's own answers are.
+            let sep = [",", ", ", ",\n        ", " ,\t"][layout];
+            let items: Vec<String> = v.iter().map(|x| serde_json::to_string(x).unwrap()).collect();
+            let text = format!("[{}]", items.join(sep));
+            let mut out = vec![0.0; v.len()];
+            parse_float_row(&text, &mut out).unwrap();
+            prop_assert_eq!(bits(&out), bits(&v));
+        }
+
+        #[test]
+        fn a_bad_element_among_short_numbers_is_named(
+            v in proptest::collection::vec(-1.0f32..1.0, 2..100),
+            at in any::<proptest::sample::Index>(),
+            bad in 0usize..5,
+        ) {
+            let at = at.index(v.len());
+            let mut items: Vec<String> = v.iter().map(|x| serde_json::to_string(x).unwrap()).collect();
+            let (token, want) = [
+                ("null", RowError::NotANumber { at }),
+                ("-", RowError::NotANumber { at }),
+                ("1e39", RowError::NotFinite { at }),
+                ("0.5x", RowError::Separator { after: at }),
+                ("0.25e", RowError::NotANumber { at }),
+            ][bad].clone();
+            items[at] = token.to_owned();
+            let text = format!("[{}]", items.join(","));
+            let mut out = vec![0.0; v.len()];
+            prop_assert_eq!(parse_float_row(&text, &mut out), Err(want), "{}", text);
         }
     }
 
