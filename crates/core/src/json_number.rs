@@ -541,6 +541,9 @@ mod tests {
         v.iter().map(|x| x.to_bits()).collect()
     }
 
+    /// A number parser of this module's shape.
+    type Parse = fn(&[u8], usize) -> Option<(f32, usize)>;
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
 
@@ -632,7 +635,7 @@ mod tests {
             let want = general(b, 0);
             prop_assert_eq!(key(parse_f32(b, 0)), key(want), "{:?}", text);
             // Each fast path, where it answers, answers what the general one does.
-            let fast: &[(&str, fn(&[u8], usize) -> Option<(f32, usize)>)] = &[
+            let fast: &[(&str, Parse)] = &[
                 ("swar", zero_point_swar),
                 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
                 ("sse2", zero_point_sse2),

@@ -173,41 +173,181 @@ pub async fn read_body_into(
             return Err(too_large(&len.to_string(), full, &cap));
         }
     }
-    let (mut limit, mut learning) = match cap {
-        BodyCap::Rows { rows, dim: 0, .. } if rows > 1 => (max_response_len(1, 0), true),
-        _ => (full, false),
-    };
-    let mut buf = Vec::with_capacity(STREAM_WINDOW + 64 * 1024);
-    let mut total = 0usize;
-    let mut next_feed = if learning { 16 * 1024 } else { STREAM_WINDOW };
+    let mut feeder = BodyFeeder::new(cap, decoder);
     while let Some(chunk) = resp
         .chunk()
         .await
         .map_err(|e| transport_error(e, host, None))?
     {
-        total += chunk.len();
-        buf.extend_from_slice(&chunk);
-        if total > limit && !learning {
-            return Err(too_large(&format!("more than {limit}"), limit, &cap));
-        }
-        if buf.len() >= next_feed || total > limit {
-            let n = decoder.feed(&buf, false)?;
-            buf.drain(..n);
-            if learning && decoder.dim() > 0 {
-                if let BodyCap::Rows { rows, .. } = cap {
-                    limit = max_response_len(rows, decoder.dim());
-                }
-                learning = false;
-            }
-            if total > limit {
-                return Err(too_large(&format!("more than {limit}"), limit, &cap));
-            }
-            let window = if learning { 0 } else { STREAM_WINDOW };
-            next_feed = (buf.len() * 2).max(buf.len() + window).max(16 * 1024);
+        feeder.push(&chunk)?;
+    }
+    feeder.finish()
+}
+
+/// A piece of a body at least this long is decoded where it lies, when
+/// nothing of the body before it is held (see [`BodyFeeder`]).
+pub const DIRECT_PIECE: usize = 32 * 1024;
+
+/// How many bytes of a long piece [`BodyFeeder`] first copies after a held
+/// tail, to complete the unit the tail began (doubled, up to
+/// [`STREAM_WINDOW`], each time that was not enough).
+const FIRST_PROBE: usize = 64 * 1024;
+
+/// What [`read_body_into`] does with the pieces of a body as they arrive,
+/// apart from the network (so that any cutting of a body can be tested).
+///
+/// A short piece is gathered with what is held, which is fed to the
+/// decoder every [`STREAM_WINDOW`] bytes (or when it has doubled, while
+/// the first row is being learned). A long piece (at least
+/// [`DIRECT_PIECE`] bytes, once the dimension is known) is decoded where it
+/// lies, without a copy: first the held tail is completed with the piece's
+/// first bytes, then the rest of the piece is fed from the piece itself,
+/// and only what the decoder leaves of it (a unit cut off) is kept. The
+/// cap is checked on every piece.
+///
+/// ```
+/// use embeddings_http::{BodyCap, BodyDecoder, BodyFeeder};
+///
+/// /// Consumes whole lines.
+/// struct Lines(Vec<String>);
+/// impl BodyDecoder for Lines {
+///     fn feed(&mut self, buf: &[u8], last: bool) -> embeddings_core::Result<usize> {
+///         let mut n = 0;
+///         while let Some(k) = buf[n..].iter().position(|&c| c == b'\n') {
+///             self.0.push(String::from_utf8_lossy(&buf[n..n + k]).into_owned());
+///             n += k + 1;
+///         }
+///         assert!(!last || n == buf.len());
+///         Ok(n)
+///     }
+///     fn dim(&self) -> usize { 1 }
+/// }
+///
+/// let mut lines = Lines(Vec::new());
+/// let mut feeder = BodyFeeder::new(BodyCap::Bytes(100), &mut lines);
+/// for piece in [&b"one\ntw"[..], b"o\nthree\n"] {
+///     feeder.push(piece).unwrap();
+/// }
+/// assert_eq!(feeder.finish().unwrap(), 14);
+/// assert_eq!(lines.0, ["one", "two", "three"]);
+///
+/// let mut lines = Lines(Vec::new());
+/// let mut feeder = BodyFeeder::new(BodyCap::Bytes(4), &mut lines);
+/// assert!(feeder.push(b"one\ntwo\n").is_err());
+/// ```
+pub struct BodyFeeder<'d> {
+    decoder: &'d mut (dyn BodyDecoder + Send),
+    cap: BodyCap,
+    /// The body after what the decoder consumed, when it is held.
+    buf: Vec<u8>,
+    /// Bytes of the body received.
+    total: usize,
+    limit: usize,
+    /// The dimension is being learned from the first row.
+    learning: bool,
+    /// Held bytes at which the decoder is fed next.
+    next_feed: usize,
+    /// Bytes of a long piece copied after a held tail.
+    probe: usize,
+}
+
+impl std::fmt::Debug for BodyFeeder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BodyFeeder")
+            .field("cap", &self.cap)
+            .field("held", &self.buf.len())
+            .field("total", &self.total)
+            .field("limit", &self.limit)
+            .field("learning", &self.learning)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'d> BodyFeeder<'d> {
+    /// A feeder of a success body within `cap` into `decoder`.
+    pub fn new(cap: BodyCap, decoder: &'d mut (dyn BodyDecoder + Send)) -> Self {
+        let (limit, learning) = match cap {
+            BodyCap::Rows { rows, dim: 0, .. } if rows > 1 => (max_response_len(1, 0), true),
+            _ => (cap.limit(), false),
+        };
+        BodyFeeder {
+            decoder,
+            cap,
+            buf: Vec::new(),
+            total: 0,
+            limit,
+            learning,
+            next_feed: if learning { 16 * 1024 } else { STREAM_WINDOW },
+            probe: FIRST_PROBE,
         }
     }
-    decoder.feed(&buf, true)?;
-    Ok(total)
+
+    /// The next piece of the body.
+    pub fn push(&mut self, piece: &[u8]) -> Result<()> {
+        self.total += piece.len();
+        if self.total > self.limit && !self.learning {
+            return Err(self.too_large());
+        }
+        let mut rest = piece;
+        if !self.learning && rest.len() >= DIRECT_PIECE {
+            if !self.buf.is_empty() {
+                // Complete the held tail with the piece's first bytes.
+                let held = self.buf.len();
+                let take = rest.len().min(self.probe);
+                self.buf.extend_from_slice(&rest[..take]);
+                let n = self.decoder.feed(&self.buf, false)?;
+                if n >= held {
+                    // The decoder is inside the piece: the rest is read there.
+                    rest = &rest[n - held..];
+                    self.buf.clear();
+                } else {
+                    // A unit longer than the probe: held, and a longer probe
+                    // next time.
+                    self.buf.drain(..n);
+                    rest = &rest[take..];
+                    self.probe = (self.probe * 2).min(STREAM_WINDOW);
+                }
+            }
+            if self.buf.is_empty() {
+                let n = self.decoder.feed(rest, false)?;
+                self.buf.extend_from_slice(&rest[n..]);
+                self.next_feed = self.after(self.buf.len());
+                return Ok(());
+            }
+        }
+        self.buf.extend_from_slice(rest);
+        if self.buf.len() >= self.next_feed || self.total > self.limit {
+            let n = self.decoder.feed(&self.buf, false)?;
+            self.buf.drain(..n);
+            if self.learning && self.decoder.dim() > 0 {
+                if let BodyCap::Rows { rows, .. } = self.cap {
+                    self.limit = max_response_len(rows, self.decoder.dim());
+                }
+                self.learning = false;
+            }
+            if self.total > self.limit {
+                return Err(self.too_large());
+            }
+            self.next_feed = self.after(self.buf.len());
+        }
+        Ok(())
+    }
+
+    /// Feeds what is held as the end of the body; returns the body's length.
+    pub fn finish(self) -> Result<usize> {
+        self.decoder.feed(&self.buf, true)?;
+        Ok(self.total)
+    }
+
+    /// The held length at which to feed next, `held` bytes being held now.
+    fn after(&self, held: usize) -> usize {
+        let window = if self.learning { 0 } else { STREAM_WINDOW };
+        (held * 2).max(held + window).max(16 * 1024)
+    }
+
+    fn too_large(&self) -> Error {
+        too_large(&format!("more than {}", self.limit), self.limit, &self.cap)
+    }
 }
 
 /// Reads at most [`MAX_ERROR_BODY`] bytes of an error body: what was read

@@ -69,8 +69,9 @@ mod text;
 mod url;
 
 pub use crate::body::{
-    BodyCap, BodyDecoder, ENVELOPE_BYTES, MAX_BYTES_PER_VALUE, MAX_ERROR_BODY, ROW_OVERHEAD_BYTES,
-    STREAM_WINDOW, first_row_dim, max_response_len, read_body, read_body_into, read_error_body,
+    BodyCap, BodyDecoder, BodyFeeder, DIRECT_PIECE, ENVELOPE_BYTES, MAX_BYTES_PER_VALUE,
+    MAX_ERROR_BODY, ROW_OVERHEAD_BYTES, STREAM_WINDOW, first_row_dim, max_response_len, read_body,
+    read_body_into, read_error_body,
 };
 pub use crate::client::{
     Answer, Auth, DEFAULT_CONNECT_TIMEOUT, HttpClient, HttpClientBuilder, MAX_REDIRECTS,

@@ -742,6 +742,7 @@ mod tests {
 
     mod props {
         use super::*;
+        use embeddings_http::{BodyCap, BodyFeeder};
         use proptest::prelude::*;
 
         proptest! {
@@ -802,9 +803,9 @@ mod tests {
             v.iter().map(|x| x.to_bits()).collect()
         }
 
-        /// The body fed in pieces of `cuts` sizes (the way `read_body_into`
-        /// does: the unconsumed tail kept and fed again with what follows),
-        /// into a sink or not: rows (bits) and usage, or the message.
+        /// The body fed in pieces of `cuts` sizes through the `BodyFeeder`
+        /// that `read_body_into` uses, into a sink or not: rows (bits) and
+        /// usage, or the message.
         fn streamed(
             body: &[u8],
             rows: usize,
@@ -820,19 +821,17 @@ mod tests {
                 .map(|s| s as &dyn RowSink);
             let run = || -> Result<Embeddings> {
                 let mut stream = response_stream(rows, dim, sink)?;
-                let (mut buf, mut at) = (Vec::new(), 0);
+                let mut feeder = BodyFeeder::new(BodyCap::Bytes(usize::MAX / 2), &mut stream);
+                let mut at = 0;
                 for &cut in cuts.iter().cycle().take(body.len() + 1) {
                     if at >= body.len() {
                         break;
                     }
                     let end = (at + cut.max(1)).min(body.len());
-                    buf.extend_from_slice(&body[at..end]);
+                    feeder.push(&body[at..end])?;
                     at = end;
-                    let n = stream.feed(&buf, false)?;
-                    buf.drain(..n);
                 }
-                buf.extend_from_slice(&body[at..]);
-                stream.feed(&buf, true)?;
+                feeder.finish()?;
                 stream.finish()
             };
             let out = run().map_err(|e| e.message().to_owned());
@@ -905,6 +904,39 @@ mod tests {
                 let expected = whole(&body, rows_asked, dim);
                 prop_assert_eq!(streamed(&body, rows_asked, dim, &cuts, into_sink), expected.clone());
                 prop_assert_eq!(streamed(&body, rows_asked, dim, &[1], into_sink), expected);
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(24))]
+
+            /// Long answers in pieces long and short, as a fast local
+            /// server delivers them: the long ones are decoded where they
+            /// lie (after completing a held row, also when a row is longer
+            /// than the first probe), and the rows are those of the whole body.
+            #[test]
+            fn long_answers_in_long_pieces_decode_as_the_whole_body(
+                n in 1usize..6,
+                wide in any::<bool>(),
+                floats in any::<bool>(),
+                seed in any::<u32>(),
+                cuts in proptest::collection::vec(prop_oneof![1usize..5_000, 30_000usize..300_000], 1..6),
+                into_sink in any::<bool>(),
+                cut in proptest::option::of(any::<proptest::sample::Index>()),
+            ) {
+                let dim = if wide { 8192 } else { 1536 };
+                let vs: Vec<Vec<f32>> = (0..n)
+                    .map(|r| (0..dim).map(|d| {
+                        let h = (r * dim + d) as u32 ^ seed;
+                        (h.wrapping_mul(2_654_435_761) >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+                    }).collect())
+                    .collect();
+                let rows: Vec<(i64, &[f32])> = vs.iter().enumerate().map(|(i, v)| (i as i64, v.as_slice())).collect();
+                let mut body = if floats { body_float(&rows) } else { body_b64(&rows) }.into_bytes();
+                if let Some(c) = cut { body.truncate(c.index(body.len())); }
+                let expected = whole(&body, n, dim);
+                if cut.is_none() { prop_assert!(expected.is_ok()); }
+                prop_assert_eq!(streamed(&body, n, dim, &cuts, into_sink), expected);
             }
         }
     }
