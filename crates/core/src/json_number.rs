@@ -515,6 +515,34 @@ mod tests {
     }
 
     #[test]
+    fn the_fast_paths_answer_the_common_shapes() {
+        let fast: &[(&str, Parse)] = &[
+            ("swar", zero_point_swar),
+            #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+            ("sse2", zero_point_sse2),
+        ];
+        for (text, value, end) in [
+            ("0.5,", 0.5f32, 3),
+            ("-0.012345679]", -0.012_345_679, 12),
+            ("0.0000012345678,", 0.000_001_234_567_8, 15),
+            ("-0.0,", -0.0, 4),
+        ] {
+            let padded = format!("{text}{}", " ".repeat(16));
+            for (name, f) in fast {
+                let got = f(padded.as_bytes(), 0).map(|(v, e)| (v.to_bits(), e));
+                assert_eq!(got, Some((value.to_bits(), end)), "{name} {text}");
+            }
+        }
+        // Shapes left to the general path.
+        for text in ["0.5e-3,", "1.5,", "0.12345678901234,", "-0.", "00.5,"] {
+            let padded = format!("{text}{}", " ".repeat(16));
+            for (name, f) in fast {
+                assert_eq!(f(padded.as_bytes(), 0), None, "{name} {text}");
+            }
+        }
+    }
+
+    #[test]
     fn digit_runs() {
         for (text, at, want) in [
             ("12345678", 0, (12_345_678, 8)),
