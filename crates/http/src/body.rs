@@ -184,8 +184,8 @@ pub async fn read_body_into(
     feeder.finish()
 }
 
-/// A piece of a body at least this long is decoded where it lies, when
-/// nothing of the body before it is held (see [`BodyFeeder`]).
+/// A piece of a body at least this long is decoded where it lies, once the
+/// dimension is known (see [`BodyFeeder`]); shorter ones are gathered.
 pub const DIRECT_PIECE: usize = 32 * 1024;
 
 /// How many bytes of a long piece [`BodyFeeder`] first copies after a held
